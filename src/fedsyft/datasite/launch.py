@@ -1,0 +1,253 @@
+"""The data owner's launcher: start datasites, wait until they serve, write the connection file, stop them.
+
+Each datasite is its own process (:mod:`fedsyft.datasite.server`) with its own
+state folder under the launch's state directory. This module does not import
+PySyft: it partitions the data, writes each site's folder, starts the processes and
+talks to them only through files and one HTTP health check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..connection import SITES_FILE, SiteCredentials, write_sites_file
+from ..data import MNIST, Images
+from ..mock import DEFAULT_MOCK_ROWS
+from ..partition import iid
+
+DEFAULT_PORT_BASE = 54879
+READY_TIMEOUT = 180.0  # PySyft's import alone can take 30 s on a loaded 2-core machine
+RESEARCHER_EMAIL = "researcher@fedsyft.org"
+
+
+class LaunchError(RuntimeError):
+    """A datasite could not be started; nothing is left running."""
+
+
+def site_name(i: int) -> str:
+    """Default names, as in the project fedsyft replaces: "MNIST Part 1", "MNIST Part 2", ..."""
+    return f"MNIST Part {i}"
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As uvicorn does: a port with only TIME_WAIT connections left is free to serve on.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class RunningSite:
+    name: str
+    url: str
+    state: Path
+    process: subprocess.Popen
+    credentials: SiteCredentials = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state / "audit.jsonl"
+
+    @property
+    def admin_password(self) -> str:
+        return json.loads((self.state / "secrets.json").read_text())["admin_password"]
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _new_secrets() -> dict[str, str]:
+    return {
+        "server_id": uuid.uuid4().hex,
+        "signing_key": secrets.token_hex(32),  # an Ed25519 seed: any 32 random bytes
+        "admin_password": secrets.token_urlsafe(18),
+        "researcher_email": RESEARCHER_EMAIL,
+        "researcher_password": secrets.token_urlsafe(18),
+    }
+
+
+class Datasites:
+    """Datasites started by this process. Use as a context manager, or call :meth:`stop`.
+
+    Parameters
+    ----------
+    shards : one private data set per site (ignored for sites whose state folder is
+        already provisioned, which keep the data they hold).
+    port_base : site ``i`` (from 0) listens on ``port_base + i``.
+    host : address to bind; 127.0.0.1 keeps the datasites on this machine.
+    state_dir : keep every datasite's database, users, dataset and approvals here.
+        ``None`` uses a temporary folder that is deleted on :meth:`stop`.
+    names : site names; default "MNIST Part 1", "MNIST Part 2", ...
+    mock_seed, mock_rows : the synthetic mock's seed (site i uses mock_seed + i) and row
+        count (None: as many rows as the shard; see :mod:`fedsyft.mock`).
+    manual_approval : no automatic approver; the data owner reviews requests.
+    """
+
+    def __init__(self, shards: list[Images] | None, *, n_sites: int | None = None, port_base: int = DEFAULT_PORT_BASE,
+                 host: str = "127.0.0.1", state_dir: Path | None = None, names: list[str] | None = None,
+                 mock_seed: int = 0, mock_rows: int | None = DEFAULT_MOCK_ROWS, manual_approval: bool = False,
+                 ready_timeout: float = READY_TIMEOUT):
+        n_sites = len(shards) if shards is not None else n_sites
+        if not n_sites or n_sites < 1:
+            raise LaunchError("need at least one datasite")
+        if not 1 <= port_base <= 65535 - (n_sites - 1):
+            raise LaunchError(f"ports {port_base}..{port_base + n_sites - 1} are not all valid TCP ports")
+        self.names = names or [site_name(i + 1) for i in range(n_sites)]
+        if len(self.names) != n_sites:
+            raise LaunchError(f"{len(self.names)} names given for {n_sites} sites")
+        self.host, self.port_base, self.ready_timeout = host, port_base, ready_timeout
+        self.temporary = state_dir is None
+        self.state_dir = Path(tempfile.mkdtemp(prefix="fedsyft-")) if state_dir is None else Path(state_dir).resolve()
+        self.shards, self.mock_seed, self.mock_rows, self.manual_approval = shards, mock_seed, mock_rows, manual_approval
+        self.sites: list[RunningSite] = []
+
+    @property
+    def sites_file(self) -> Path:
+        return self.state_dir / SITES_FILE
+
+    def site_dir(self, i: int) -> Path:
+        return self.state_dir / f"site-{i + 1}"
+
+    def needs_data(self) -> bool:
+        """Whether some site has no dataset yet (so shards must be given)."""
+        return any(not (self.site_dir(i) / "provisioned").exists() for i in range(len(self.names)))
+
+    def start(self) -> Datasites:
+        """Start every datasite and wait until all serve; on any failure stop those started and raise."""
+        busy = [self.port_base + i for i in range(len(self.names)) if not port_is_free(self.host, self.port_base + i)]
+        if busy:
+            raise LaunchError(f"port {busy[0]} on {self.host} is already in use (choose another --port-base)")
+        _private_dir(self.state_dir)
+        try:
+            for i, name in enumerate(self.names):
+                self.sites.append(self._spawn(i, name))
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        write_sites_file(self.sites_file, [s.credentials for s in self.sites])
+        return self
+
+    def _spawn(self, i: int, name: str) -> RunningSite:
+        state = _private_dir(self.site_dir(i))
+        for stale in ("ready.json",):
+            (state / stale).unlink(missing_ok=True)
+        secrets_file = state / "secrets.json"
+        if not secrets_file.exists():
+            _write_private(secrets_file, json.dumps(_new_secrets()))
+        site_secrets = json.loads(secrets_file.read_text())
+        if not (state / "provisioned").exists():
+            if self.shards is None:
+                raise LaunchError(f"{name} has no data yet and no shard was given")
+            with open(state / "shard.npz", "wb") as f:
+                np.savez(f, X=self.shards[i].X, y=self.shards[i].y)
+            os.chmod(state / "shard.npz", 0o600)
+        port = self.port_base + i
+        spec = {"name": name, "host": self.host, "port": port, "parent_pid": os.getpid(),
+                "mock_seed": self.mock_seed + i, "mock_rows": self.mock_rows, "manual_approval": self.manual_approval}
+        (state / "site.json").write_text(json.dumps(spec, indent=2))
+        log = open(state / "server.log", "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fedsyft.datasite.server", str(state)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the launcher, which stops the sites in order
+        )
+        log.close()
+        url = f"http://{self.host}:{port}"
+        creds = SiteCredentials(name=name, url=url, email=site_secrets["researcher_email"],
+                                password=site_secrets["researcher_password"])
+        return RunningSite(name=name, url=url, state=state, process=process, credentials=creds)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        waiting = list(self.sites)
+        while waiting:
+            for site in list(waiting):
+                code = site.process.poll()
+                if code is not None:
+                    raise LaunchError(f"datasite {site.name!r} exited with code {code} while starting: "
+                                      f"{_last_line(site.state / 'server.log')} (log: {site.state / 'server.log'})")
+                if (site.state / "ready.json").exists() and _answers(site.url):
+                    waiting.remove(site)
+            if waiting and time.monotonic() > deadline:
+                raise LaunchError(f"datasite {waiting[0].name!r} did not answer within {self.ready_timeout:.0f} s "
+                                  f"(log: {waiting[0].state / 'server.log'})")
+            time.sleep(0.25)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop every datasite this object started (SIGTERM, then SIGKILL after ``timeout``)."""
+        for site in self.sites:
+            if site.process.poll() is None:
+                site.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for site in self.sites:
+            try:
+                site.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                site.process.kill()
+                site.process.wait()
+        self.sites = []
+        if self.temporary:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+        else:
+            for i in range(len(self.names)):
+                (self.site_dir(i) / "ready.json").unlink(missing_ok=True)
+
+    def __enter__(self) -> Datasites:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/api/v2/metadata", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1].strip()[:300] if lines else "no output"
+
+
+def shard_mnist(mnist: MNIST, n_sites: int, seed: int) -> list[Images]:
+    """IID shards of the MNIST training images, one per site."""
+    return [mnist.train.subset(idx) for idx in iid(len(mnist.train), n_sites, seed)]

@@ -1,0 +1,153 @@
+"""One datasite: a PySyft 0.9.5 server in this process, run as ``python -m fedsyft.datasite.server STATE_DIR``.
+
+``fedsyft launch`` starts one such process per datasite. Everything it needs is in
+its state folder (written by :mod:`fedsyft.datasite.launch`, mode 0700):
+
+- ``site.json``: name, host, port, dataset name; ``secrets.json`` (0600): server id,
+  signing key, admin and researcher credentials; ``shard.npz``: the private data.
+- It writes ``syft.sqlite`` and ``blob/`` (PySyft's state, kept across restarts),
+  ``audit.jsonl`` (approval decisions) and ``ready.json`` once it serves.
+
+Why not ``syft.orchestra.launch``: it gives every start a random identity (so no
+state survives a restart) and forks a uvicorn child that outlives a killed parent.
+Here the server runs in this very process, with a fixed identity and state folder,
+and exits when the process that launched it is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+# Before numpy/syft load: one BLAS thread per datasite (faster on 2 cores), no progress bars.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ["TQDM_DISABLE"] = "1"
+
+DATASET_NAME = "mnist-shard"
+ASSET_NAME = "train"
+ADMIN_EMAIL = "admin@fedsyft.org"
+INLINE_LIMIT_MB = 1000  # keep assets in sqlite: PySyft's blob reads walk every byte in Python (~6.8 s/call)
+
+
+def _watch_parent(parent_pid: int, on_orphaned) -> None:
+    """Stop this datasite when the launcher is gone, even if it was SIGKILLed."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                on_orphaned()
+                time.sleep(5)
+                os._exit(1)  # graceful stop did not finish
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _provision(root, spec: dict, secrets: dict, state: Path) -> None:
+    """First start only: researcher account, no guest sign-up, upload the shard with its mock."""
+    import numpy as np
+    import syft as sy
+
+    from ..data import Images
+    from ..mock import synthetic_mock
+
+    root.users.create(name="Researcher", email=secrets["researcher_email"],
+                      password=secrets["researcher_password"], password_verify=secrets["researcher_password"])
+    root.settings.allow_guest_signup(enable=False)
+    with np.load(state / "shard.npz", allow_pickle=False) as f:
+        shard = Images(f["X"], f["y"])
+    mock = synthetic_mock(shard, seed=int(spec["mock_seed"]), rows=spec.get("mock_rows"))
+    root.upload_dataset(sy.Dataset(
+        name=DATASET_NAME,
+        description=f"{spec['name']}: {len(shard)} private MNIST images (X uint8 [n, 784], y int64 [n]); "
+                    f"the mock is {len(mock)} rows of random noise with the same columns, dtypes and labels.",
+        asset_list=[sy.Asset(name=ASSET_NAME, data=(shard.X, shard.y), mock=(mock.X, mock.y))],
+    ))
+
+
+def serve(state: Path) -> None:
+    import contextlib
+    import io
+    import logging
+
+    import uvicorn
+    from fastapi import APIRouter, FastAPI
+    from syft.server.credentials import SyftSigningKey
+    from syft.server.datasite import Datasite
+    from syft.server.routes import make_routes
+    from syft.store.blob_storage.on_disk import OnDiskBlobStorageClientConfig, OnDiskBlobStorageConfig
+    from syft.types.uid import UID
+
+    from .approval import ApprovalPolicy, Approver, AuditLog, training_code_sha256
+
+    spec = json.loads((state / "site.json").read_text())
+    secrets = json.loads((state / "secrets.json").read_text())
+    worker = Datasite(
+        name=spec["name"],
+        id=UID(secrets["server_id"]),
+        signing_key=SyftSigningKey.from_string(secrets["signing_key"]),
+        root_email=ADMIN_EMAIL,
+        root_password=secrets["admin_password"],
+        reset=False,
+        deployment_type="remote",
+        db_url=f"sqlite:///{state}/syft.sqlite",
+        blob_storage_config=OnDiskBlobStorageConfig(
+            min_blob_size=INLINE_LIMIT_MB,
+            client_config=OnDiskBlobStorageClientConfig(base_directory=state / "blob"),
+        ),
+    )
+    with contextlib.redirect_stdout(io.StringIO()):  # PySyft prints banners and notices
+        root = worker.root_client
+        if not (state / "provisioned").exists():
+            _provision(root, spec, secrets, state)
+            (state / "provisioned").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        assets = [a for d in root.datasets.get_all() for a in d.assets]
+    policy = ApprovalPolicy(
+        allowed_sha256=frozenset([training_code_sha256(), *spec.get("extra_allowed_sha256", [])]),
+        server_id=str(worker.id),
+        asset_ids=frozenset(str(a.action_id) for a in assets),
+    )
+    approver = None
+    if not spec.get("manual_approval", False):
+        approver = Approver(root, policy, AuditLog(state / "audit.jsonl"))
+        approver.start()
+
+    # Import what the approved function imports now, not inside the first round's call.
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+    import threadpoolctl  # noqa: F401
+
+    app = FastAPI(title=spec["name"])
+    router = APIRouter()
+    router.include_router(make_routes(worker=worker))
+    app.include_router(router, prefix="/api/v2")
+    server = uvicorn.Server(uvicorn.Config(app, host=spec["host"], port=int(spec["port"]),
+                                           log_level="warning", access_log=False))
+
+    def stop() -> None:
+        server.should_exit = True
+
+    _watch_parent(int(spec["parent_pid"]), stop)
+
+    # ready.json tells the launcher this datasite is provisioned and about to serve.
+    (state / "ready.json").write_text(json.dumps({"pid": os.getpid(), "server_id": str(worker.id)}))
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    server.run()  # handles SIGINT/SIGTERM: stops accepting, finishes calls, returns
+    if approver is not None:
+        approver.stopped.set()
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m fedsyft.datasite.server STATE_DIR")
+    serve(Path(sys.argv[1]).resolve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""What a run records: one :class:`RoundRecord` per round, written to ``metrics.json``.
+
+The file's schema is a contract (see the README): keys may be added, never renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class SiteRound:
+    """One site's answer in one round (aggregate metrics only)."""
+
+    n_train: int
+    train_accuracy: float
+    test_accuracy: float
+    train_loss: float
+    test_loss: float
+    confusion_matrix: list[list[int]] | None
+    seconds: float
+    bytes_sent: int       # parameter + config payload sent to the site
+    bytes_received: int   # parameter + metrics payload received from it
+    compute_seconds: float = float("nan")  # inside local_train on the site; seconds - this = transport overhead
+
+
+@dataclass
+class GlobalEval:
+    """The aggregated model evaluated on the held-out test set."""
+
+    test_accuracy: float
+    test_loss: float
+    confusion_matrix: list[list[int]]
+
+
+@dataclass
+class RoundRecord:
+    round: int
+    seconds: float
+    global_: GlobalEval
+    sites: dict[str, SiteRound]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"round": self.round, "seconds": self.seconds,
+                "global": asdict(self.global_), "sites": {k: asdict(v) for k, v in self.sites.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RoundRecord:
+        return cls(round=int(d["round"]), seconds=float(d["seconds"]), global_=GlobalEval(**d["global"]),
+                   sites={k: SiteRound(**v) for k, v in d["sites"].items()})
+
+
+@dataclass
+class History:
+    """A run's configuration and its finished rounds."""
+
+    config: dict[str, Any]
+    rounds: list[RoundRecord] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # set-up steps, seconds
+
+    @property
+    def final_accuracy(self) -> float | None:
+        return self.rounds[-1].global_.test_accuracy if self.rounds else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config, "rounds": [r.to_dict() for r in self.rounds],
+                "final": {"global_test_accuracy": self.final_accuracy, "rounds_completed": len(self.rounds)},
+                "timings": self.timings}
+
+    def save(self, run_dir: Path) -> Path:
+        """Write ``metrics.json`` atomically, so a crash never leaves half a file."""
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / METRICS_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(_json_safe(self.to_dict()), indent=1))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path) -> History:
+        path = Path(run_dir) / METRICS_FILE
+        try:
+            d = json.loads(path.read_text())
+            return cls(config=d["config"], rounds=[RoundRecord.from_dict(r) for r in d["rounds"]],
+                       timings=d.get("timings", {}))
+        except FileNotFoundError:
+            raise ValueError(f"{path} does not exist") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{path} is not a fedsyft metrics file ({e})") from None
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN is not JSON: write it as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    return obj

@@ -1,0 +1,200 @@
+"""A site that is a real PySyft 0.9.5 datasite, reached over HTTP as the researcher.
+
+The researcher never reads the private asset: it submits ``task.local_train`` as a
+code request, waits for the data owner's policy to approve it, and then calls the
+approved function with the global parameters each round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from .. import task
+from ..aggregate import Params
+from ..connection import SiteCredentials
+from .base import SiteError, SiteResult, parse_output, payload_bytes
+
+DATASET_NAME = "mnist-shard"
+ASSET_NAME = "train"
+_syft = None
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_saved_stdout = None
+
+
+@contextlib.contextmanager
+def quiet_stdout():
+    """Hide PySyft's print()/display() chatter ("Logged into ...", "SyftSuccess: ...").
+
+    ``contextlib.redirect_stdout`` is not safe when several threads (one per site) use
+    it at once: they restore each other's streams and stdout stays swallowed. This
+    one swaps ``sys.stdout`` on the first entry and restores it on the last exit.
+    """
+    global _quiet_depth, _saved_stdout
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _saved_stdout, sys.stdout = sys.stdout, io.StringIO()
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                sys.stdout = _saved_stdout
+
+
+def import_syft():
+    """Import PySyft once, with its progress bars and log noise turned off (5-13 s)."""
+    global _syft
+    if _syft is None:
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        import syft  # prints nothing itself; may run in a background thread
+        # PySyft adds a root stderr handler at import; keep only errors.
+        logging.getLogger().setLevel(logging.ERROR)
+        for name in ("syft", "urllib3"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        _syft = syft
+    return _syft
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(getattr(e, "public_message", None) or e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _transport_error(e: BaseException) -> bool:
+    import requests
+
+    return isinstance(e, requests.exceptions.RequestException | ConnectionError | TimeoutError)
+
+
+class SyftSite:
+    """One datasite as the researcher sees it. Create with :meth:`connect`."""
+
+    def __init__(self, credentials: SiteCredentials, client: Any, asset: Any):
+        self.credentials = credentials
+        self.name = credentials.name
+        self.client = client
+        self.asset = asset
+        self._function = None
+
+    @classmethod
+    def connect(cls, credentials: SiteCredentials) -> SyftSite:
+        """Log in and find the site's training asset; :class:`SiteError` with a clear reason otherwise."""
+        sy = import_syft()
+        c = credentials
+        try:
+            with quiet_stdout():
+                client = sy.login(url=c.url, email=c.email, password=c.password)
+        except Exception as e:
+            if _transport_error(e):
+                raise SiteError(c.name, f"cannot reach {c.url}: is the datasite running?") from None
+            message = _first_line(e)
+            if "Invalid credentials" in message or "Item not found" in message:
+                raise SiteError(c.name, f"login to {c.url} as {c.email} refused: wrong email or password") from None
+            raise SiteError(c.name, f"login to {c.url} failed: {message}") from None
+        assets = [a for d in client.datasets.get_all() if d.name == DATASET_NAME for a in d.assets
+                  if a.name == ASSET_NAME]
+        if len(assets) != 1:
+            raise SiteError(c.name, f"expected one dataset {DATASET_NAME!r} with asset {ASSET_NAME!r}, found {len(assets)}")
+        return cls(credentials, client, assets[0])
+
+    def training_function(self) -> Any:
+        """``task.local_train`` wrapped as a PySyft function bound to this site's asset."""
+        if self._function is None:
+            sy = import_syft()
+            from syft.service.policy.policy import OutputPolicyExecuteCount
+
+            with quiet_stdout():
+                self._function = sy.syft_function(
+                    input_policy=sy.MixedInputPolicy(client=self.client, data=self.asset,
+                                                     global_params=dict, config=dict),
+                    # The count is not enforced by PySyft 0.9.5; the data owner's gate is the code hash.
+                    output_policy=OutputPolicyExecuteCount(limit=10**6),
+                )(task.local_train)
+        return self._function
+
+    def submit(self, function: Any = None) -> None:
+        """Send the code request (once: a request already on the site is reused)."""
+        function = function if function is not None else self.training_function()
+        try:
+            with quiet_stdout():
+                self.client.code.request_code_execution(function)
+        except Exception as e:
+            if "already exists" not in _first_line(e):
+                raise SiteError(self.name, f"code request failed: {_first_line(e)}") from None
+
+    def request_status(self, function_name: str = "local_train") -> tuple[str, str]:
+        """``("approved" | "pending" | "denied", reason)`` of the newest request for ``function_name``."""
+        requests = [r for r in self.client.requests.get_all()
+                    if getattr(r.code, "service_func_name", None) == function_name]
+        if not requests:
+            return "missing", "no code request on this datasite"
+        request = max(requests, key=lambda r: r.request_time.utc_timestamp)
+        status = request.status.name
+        if status == "APPROVED":
+            return "approved", ""
+        if status == "REJECTED":
+            return "denied", _deny_reason(request)
+        return "pending", ""
+
+    def wait_for_approval(self, timeout: float, function_name: str = "local_train") -> None:
+        """Block until the request is approved; :class:`SiteError` if denied or still pending at ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, reason = self.request_status(function_name)
+            if status == "approved":
+                return
+            if status == "denied":
+                raise SiteError(self.name, f"the data owner's policy denied the code request: {reason}")
+            if status == "missing":
+                raise SiteError(self.name, reason)
+            if time.monotonic() > deadline:
+                raise SiteError(self.name, f"code request still pending after {timeout:.0f} s "
+                                           "(the data owner has not approved it)")
+            time.sleep(0.5)
+
+    def call(self, function_name: str, **kwargs: Any) -> Any:
+        """Run an approved function on the private asset and return its result."""
+        try:
+            pointer = getattr(self.client.code, function_name)(data=self.asset, **kwargs)
+            result = pointer.get() if hasattr(pointer, "get") else pointer
+        except Exception as e:
+            if _transport_error(e):
+                raise SiteError(self.name, f"lost connection to {self.credentials.url}") from None
+            raise SiteError(self.name, _first_line(e)) from None
+        if type(result).__name__ == "SyftError":
+            raise SiteError(self.name, str(getattr(result, "message", result)))
+        return result
+
+    def train(self, global_params: Params | None, config: dict[str, Any]) -> SiteResult:
+        params = {k: np.asarray(v, dtype=np.float32) for k, v in (global_params or {}).items()}
+        sent = payload_bytes(params, config)
+        start = time.perf_counter()
+        out = self.call("local_train", global_params=params, config=dict(config))
+        return parse_output(self.name, out, time.perf_counter() - start, sent)
+
+    def __repr__(self) -> str:
+        return f"SyftSite({self.name!r}, {self.credentials.url!r})"
+
+
+def _deny_reason(request: Any) -> str:
+    """The reason a data owner gave when denying ``request`` (PySyft keeps it on the code status)."""
+    try:
+        status = request.code.status
+        for _, (_, reason) in status.status_dict.items():
+            if reason:
+                return str(reason)
+    except Exception:  # older/newer status layouts: the status alone still says "denied"
+        pass
+    return "denied"

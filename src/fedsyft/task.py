@@ -1,0 +1,138 @@
+"""The code that runs on a datasite, and the researcher's evaluation of a model.
+
+``local_train`` is what a data owner approves: PySyft sends its source text to the
+datasite, which executes it against the private asset. It is therefore
+self-contained (it imports numpy, scikit-learn and threadpoolctl, a scikit-learn
+dependency, inside its body and nothing from fedsyft) and short enough to read
+before approving. The datasite's approval policy allows exactly this source text:
+change one character and every datasite denies it.
+
+Parameters cross the wire as a dict ``{"coef": float32 [10, 784], "intercept": float32 [10]}``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .data import N_CLASSES, N_FEATURES
+
+#: Training settings sent with every call; ``local_train`` refuses other keys.
+DEFAULT_TRAIN_CONFIG = {
+    "seed": 0,            # seeds the local train/test split (fixed for the whole run)
+    "test_fraction": 0.1, # share of each site's rows held out for its local test metrics
+    "local_iters": 30,    # L-BFGS iterations per round, starting from the global model
+    "l2": 1e-5,           # L2 strength per mean sample loss; see local_train
+}
+
+
+def local_train(data, global_params, config):
+    """Train multinomial logistic regression on this datasite's private data.
+
+    Starts from ``global_params`` (None or ``{}`` in round 1) and returns the new parameters,
+    the number of training rows and aggregate metrics: never a data row. Errors are
+    returned as ``{"error": "..."}`` because PySyft hides exception text.
+
+    ``data`` is the private asset ``(X uint8 [n, 784], y int [n])``. The local
+    train/test split is seeded by ``config["seed"]`` and is the same every round.
+    Pixels are scaled by 1/255 (no fitted scaler, so all sites share one feature
+    space). The objective is mean log-loss + l2/2 * |coef|^2 with the same ``l2`` on
+    every site, so FedAvg weighted by n_train approximates one centralized fit with
+    that ``l2`` (scikit-learn's C = 1 / (l2 * n_train)).
+    """
+    import time
+    import warnings
+
+    import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, confusion_matrix, log_loss
+    from sklearn.model_selection import train_test_split
+    from threadpoolctl import threadpool_limits
+
+    # The iteration budget per round is deliberate. (A process-wide filter: catch_warnings
+    # is not thread-safe when several sites train in one process.)
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    started = time.perf_counter()
+    try:
+        expected = {"seed", "test_fraction", "local_iters", "l2"}
+        if not isinstance(config, dict) or set(config) != expected:
+            raise ValueError(f"config must have exactly the keys {sorted(expected)}")
+        X, y = data
+        classes = np.arange(10)
+        if global_params:  # None or {} in round 1: start from scratch
+            coef = np.asarray(global_params["coef"], dtype=np.float32)
+            intercept = np.asarray(global_params["intercept"], dtype=np.float32)
+            if coef.shape != (10, X.shape[1]) or intercept.shape != (10,):
+                raise ValueError(f"global params must be coef (10, {X.shape[1]}) and intercept (10,)")
+            if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+                raise ValueError("global params contain NaN or inf")
+        Xtr, Xte, ytr, yte = train_test_split(
+            X, y, test_size=float(config["test_fraction"]), random_state=int(config["seed"]))
+        Xtr = Xtr.astype(np.float32) / np.float32(255)
+        Xte = Xte.astype(np.float32) / np.float32(255)
+        n_train = len(ytr)
+        # Zero-weight rows for classes this site lacks keep the model at 10 classes
+        # (warm start needs it) without changing the objective.
+        missing = np.setdiff1d(classes, ytr)
+        weights = np.r_[np.ones(n_train), np.zeros(len(missing))]
+        Xfit = np.vstack([Xtr, np.zeros((len(missing), Xtr.shape[1]), np.float32)])
+        yfit = np.r_[ytr, missing]
+        model = LogisticRegression(C=1.0 / (float(config["l2"]) * n_train),
+                                   max_iter=int(config["local_iters"]), warm_start=True)
+        if global_params:
+            model.coef_, model.intercept_ = coef, intercept
+        with threadpool_limits(limits=1):
+            model.fit(Xfit, yfit, sample_weight=weights)
+
+        def metrics(Xs, ys):
+            proba = model.predict_proba(Xs)
+            pred = classes[proba.argmax(axis=1)]
+            return (float(accuracy_score(ys, pred)), float(log_loss(ys, proba, labels=classes)),
+                    confusion_matrix(ys, pred, labels=classes))
+
+        train_acc, train_loss, _ = metrics(Xtr, ytr)
+        test_acc, test_loss, cm = (metrics(Xte, yte) if len(yte) else (float("nan"),) * 2 + (None,))
+        return {
+            "coef": model.coef_.astype(np.float32), "intercept": model.intercept_.astype(np.float32),
+            "n_train": int(n_train), "n_test": int(len(yte)),
+            "train_accuracy": train_acc, "train_loss": train_loss,
+            "test_accuracy": test_acc, "test_loss": test_loss,
+            "confusion_matrix": cm, "compute_seconds": time.perf_counter() - started,
+        }
+    except Exception as e:  # report, do not raise: PySyft would drop the message
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def model_from_params(params: dict) -> "LogisticRegression":  # noqa: F821
+    """A fitted scikit-learn ``LogisticRegression`` holding ``params``.
+
+    Use it like any estimator: ``model.predict(X / 255)``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression()
+    model.classes_ = np.arange(N_CLASSES)
+    model.coef_ = np.asarray(params["coef"], dtype=np.float64)
+    model.intercept_ = np.asarray(params["intercept"], dtype=np.float64)
+    model.n_features_in_ = model.coef_.shape[1]
+    model.n_iter_ = np.zeros(1, dtype=np.int32)
+    return model
+
+
+def evaluate(params: dict, X: np.ndarray, y: np.ndarray) -> dict:
+    """Accuracy, mean log-loss and confusion matrix of ``params`` on images ``X`` (uint8) and labels ``y``."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, log_loss
+
+    classes = np.arange(N_CLASSES)
+    proba = model_from_params(params).predict_proba(np.asarray(X, dtype=np.float32) / np.float32(255))
+    pred = classes[proba.argmax(axis=1)]
+    return {
+        "test_accuracy": float(accuracy_score(y, pred)),
+        "test_loss": float(log_loss(y, proba, labels=classes)),
+        "confusion_matrix": confusion_matrix(y, pred, labels=classes).tolist(),
+    }
+
+
+def zero_params() -> dict:
+    """All-zero parameters (the model that predicts the uniform distribution)."""
+    return {"coef": np.zeros((N_CLASSES, N_FEATURES), np.float32), "intercept": np.zeros(N_CLASSES, np.float32)}
