@@ -14,6 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 
 from . import __version__
@@ -300,4 +301,15 @@ def main() -> None:
 
         warnings.simplefilter("ignore", DeprecationWarning)
     os.environ.setdefault("TQDM_DISABLE", "1")
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except click.UsageError as e:  # a bad option: one line, not typer's boxed panel
+        where = e.ctx.command_path if e.ctx else "fedsyft"
+        typer.echo(f"error: {e.format_message()} (see '{where} --help')", err=True)
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        typer.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except click.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -69,6 +70,7 @@ def import_syft():
 
 def _first_line(e: BaseException) -> str:
     text = str(getattr(e, "public_message", None) or e).strip()
+    text = re.sub(r"^<class '[\w.]+'>\s*", "", text)  # PySyft prefixes some messages with a class repr
     return text.splitlines()[0] if text else type(e).__name__
 
 
@@ -189,12 +191,12 @@ class SyftSite:
 
 
 def _deny_reason(request: Any) -> str:
-    """The reason a data owner gave when denying ``request`` (PySyft keeps it on the code status)."""
-    try:
-        status = request.code.status
-        for _, (_, reason) in status.status_dict.items():
-            if reason:
-                return str(reason)
-    except Exception:  # older/newer status layouts: the status alone still says "denied"
-        pass
-    return "denied"
+    """The reason a data owner gave when denying ``request``."""
+    for read in (lambda: request.deny_reason, lambda: request.code.status.first_denial_reason):
+        try:
+            reason = read()
+        except Exception:  # a status layout this PySyft version does not have
+            continue
+        if isinstance(reason, str) and reason:
+            return reason
+    return "no reason given"

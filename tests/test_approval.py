@@ -1,0 +1,80 @@
+"""The approval policy's decisions, on facts as they would be read from PySyft requests."""
+
+import dataclasses
+import inspect
+import json
+from textwrap import dedent
+
+import pytest
+
+from fedsyft import task
+from fedsyft.datasite.approval import (EXPECTED_INPUTS, ApprovalPolicy, AuditLog, Decision, RequestFacts, review,
+                                       source_sha256, training_code_sha256)
+
+SERVER, ASSET = "a" * 32, "b" * 32
+POLICY = ApprovalPolicy(frozenset([training_code_sha256()]), SERVER, frozenset([ASSET]))
+GOOD = RequestFacts(request_id="r1", requester="r@x.org", function="local_train", code_sha256=training_code_sha256(),
+                    n_changes=1, input_policy="MixedInputPolicy", output_policy="OutputPolicyExecuteCount",
+                    servers=(SERVER,), inputs=dict(EXPECTED_INPUTS), bound_assets=(ASSET,), nested=False)
+
+
+def test_the_training_function_is_approved():
+    assert POLICY.decide(GOOD) == Decision(True, "allow-listed fedsyft training function")
+
+
+def test_hash_is_of_the_source_pysyft_submits():
+    assert training_code_sha256() == source_sha256(dedent(inspect.getsource(task.local_train)))
+
+
+def test_one_changed_line_changes_the_hash():
+    changed = dedent(inspect.getsource(task.local_train)).replace('"n_train": int(n_train)', '"n_train": X.tolist()')
+    assert changed != dedent(inspect.getsource(task.local_train))
+    assert source_sha256(changed) != training_code_sha256()
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"code_sha256": "0" * 64}, "not on the allowlist"),
+    ({"function": "steal"}, "is not 'local_train'"),
+    ({"n_changes": 2}, "one code change"),
+    ({"input_policy": "custom:UserPolicy"}, "input policy"),
+    ({"output_policy": "custom:UserPolicy"}, "output policy"),
+    ({"output_policy": "SingleExecutionExactOutput"}, "output policy"),
+    ({"servers": (SERVER, "c" * 32)}, "this datasite only"),
+    ({"servers": ("c" * 32,)}, "this datasite only"),
+    ({"bound_assets": ("c" * 32,)}, "own asset"),
+    ({"bound_assets": ()}, "own asset"),
+    ({"inputs": {**EXPECTED_INPUTS, "config": "Constant"}}, "inputs"),
+    ({"inputs": {**EXPECTED_INPUTS, "extra": "UserOwned:dict"}}, "inputs"),
+    ({"nested": True}, "other submitted code"),
+])
+def test_every_deviation_is_denied(change, reason):
+    decision = POLICY.decide(dataclasses.replace(GOOD, **change))
+    assert not decision.approve and reason in decision.reason
+
+
+class _FakeRequest:
+    """Stands in for a PySyft Request whose code cannot be read."""
+
+    id = "req-9"
+    approved = denied = None
+
+    @property
+    def code(self):
+        raise RuntimeError("boom")
+
+    def approve(self):
+        self.approved = True
+
+    def deny(self, reason):
+        self.denied = reason
+
+
+def test_a_request_that_cannot_be_inspected_is_denied_and_logged(tmp_path):
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    request = _FakeRequest()
+    decision = review(request, POLICY, audit)
+    assert not decision.approve and request.approved is None and "could not be inspected" in request.denied
+    [entry] = audit.entries()
+    assert entry["decision"] == "denied" and entry["request_id"] == "req-9"
+    assert set(entry) == {"time", "request_id", "requester", "function", "code_sha256", "decision", "reason"}
+    json.dumps(entry)

@@ -1,0 +1,173 @@
+"""The fedsyft command as a user runs it: real subprocesses, real datasites on free loopback ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import free_port_base
+
+from fedsyft.datasite.launch import port_is_free
+
+ENV = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def fedsyft(*args, timeout=300, cwd=None):
+    return subprocess.run([sys.executable, "-m", "fedsyft", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=ENV, cwd=cwd)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def data_dir(mnist, tmp_path_factory):
+    """A small standard-format MNIST (mnist.npz): 6,000 training and 1,000 test images."""
+    d = tmp_path_factory.mktemp("mnist")
+    np.savez(d / "mnist.npz", x_train=mnist.train.X[:6000].reshape(-1, 28, 28), y_train=mnist.train.y[:6000],
+             x_test=mnist.test.X[:1000].reshape(-1, 28, 28), y_test=mnist.test.y[:1000])
+    return d
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["simulate", "--rounds", "0"], ["--rounds", "x>=1"]),
+    (["run", "--rounds", "-2"], ["--rounds"]),
+    (["simulate", "--partition", "stripes"], ["--partition"]),
+    (["simulate", "--l2", "0"], ["l2 must be positive"]),
+    (["run", "--sites-file", "/nonexistent/sites.json"], ["does not exist"]),
+    (["launch", "--port-base", "70000"], ["--port-base"]),
+    (["report", "/nonexistent/run"], ["metrics.json does not exist"]),
+    (["frobnicate"], ["No such command"]),
+])
+def test_bad_input_gets_one_error_line(args, fragments):
+    assert_one_line_error(fedsyft(*args, timeout=60), *fragments)
+
+
+def test_malformed_sites_file(tmp_path):
+    bad = tmp_path / "sites.json"
+    bad.write_text('{"sites": [{"name": "a"}]}')
+    assert_one_line_error(fedsyft("run", "--sites-file", bad, timeout=60), "needs non-empty strings")
+
+
+def test_simulate_prints_seed_compatible_lines_and_writes_outputs(data_dir, tmp_path):
+    out = tmp_path / "run"
+    result = fedsyft("simulate", "--rounds", 2, "--data-dir", data_dir, "--out", out)
+    assert result.returncode == 0, result.stderr
+    for line in ("=== FL epoch 1/2 ===", "  MNIST Part 1 -> train=", "  MNIST Part 2 -> train=",
+                 "  FedAvg epoch 2: intercept shape=(10,), coef shape=(10, 784)", "  Global model -> test=",
+                 "Global test accuracy after 2 rounds: "):
+        assert line in result.stdout
+    assert {p.name for p in out.iterdir()} >= {"metrics.json", "config.json", "model.npz", "accuracy.png",
+                                               "confusion_matrices.png"}
+    assert fedsyft("report", out, timeout=60).returncode == 0
+
+
+def test_bad_data_is_refused_before_any_datasite_starts(tmp_path):
+    bad = tmp_path / "data"
+    bad.mkdir()
+    (bad / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not really gzip")
+    state = tmp_path / "state"
+    result = fedsyft("launch", "--data-dir", bad, "--state", state, "--port-base", free_port_base(2), timeout=60)
+    assert_one_line_error(result, "train-images-idx3-ubyte.gz")
+    assert not (state / "site-1").exists()
+
+
+class Launched:
+    """``fedsyft launch`` running in the background, its stdout collected line by line."""
+
+    def __init__(self, *args):
+        self.process = subprocess.Popen([sys.executable, "-m", "fedsyft", "launch", *map(str, args)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stdout: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, text, timeout=180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=1)
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"launch exited {self.process.returncode}: {self.process.stderr.read()}")
+                continue
+            self.stdout.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"no {text!r} within {timeout} s; got {self.stdout}")
+
+
+@pytest.mark.integration
+def test_launch_serves_a_researcher_and_stops_cleanly_on_sigterm(data_dir, tmp_path):
+    port = free_port_base(2)
+    state = tmp_path / "state"
+    launch = Launched("--sites", 2, "--port-base", port, "--state", state, "--data-dir", data_dir)
+    try:
+        launch.wait_for("Press Ctrl-C")
+        assert "2 DataSites Up and Running." in launch.stdout
+        assert f"  1. MNIST Part 1: http://127.0.0.1:{port}" in launch.stdout
+        assert f"  2. MNIST Part 2: http://127.0.0.1:{port + 1}" in launch.stdout
+        sites_file = state / "sites.json"
+        assert stat.S_IMODE(sites_file.stat().st_mode) == 0o600
+        pids = [json.loads((state / f"site-{i}" / "ready.json").read_text())["pid"] for i in (1, 2)]
+
+        # a second launch on the same ports is refused without disturbing the first
+        assert_one_line_error(fedsyft("launch", "--port-base", port, "--data-dir", data_dir, timeout=60),
+                              f"port {port}", "already in use")
+
+        out = tmp_path / "run"
+        result = fedsyft("run", "--sites-file", sites_file, "--rounds", 2, "--data-dir", data_dir, "--out", out)
+        assert result.returncode == 0, result.stderr
+        assert "=== FL epoch 2/2 ===" in result.stdout and "  MNIST Part 2 -> train=" in result.stdout
+        doc = json.loads((out / "metrics.json").read_text())
+        assert len(doc["rounds"]) == 2 and doc["final"]["global_test_accuracy"] > 0.85
+        assert all(s["n_train"] == 2700 for s in doc["rounds"][0]["sites"].values())
+        # credentials never reach the run's files
+        password = json.loads(sites_file.read_text())["sites"][0]["password"]
+        assert not any(password in p.read_text(errors="ignore") for p in out.iterdir() if p.suffix == ".json")
+
+        wrong = tmp_path / "wrong.json"
+        doc = json.loads(sites_file.read_text())
+        doc["sites"][0]["password"] = "wrong"
+        wrong.write_text(json.dumps(doc))
+        assert_one_line_error(fedsyft("run", "--sites-file", wrong, "--rounds", 1, "--data-dir", data_dir),
+                              "MNIST Part 1", "wrong email or password")
+    finally:
+        launch.process.send_signal(signal.SIGTERM)
+        code = launch.process.wait(timeout=60)
+    assert code == 0
+    assert port_is_free("127.0.0.1", port) and port_is_free("127.0.0.1", port + 1)
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.integration
+def test_demo_runs_everything_and_leaves_nothing_running(data_dir, tmp_path):
+    port = free_port_base(2)
+    out = tmp_path / "demo"
+    result = fedsyft("demo", "--rounds", 1, "--port-base", port, "--data-dir", data_dir, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "2 DataSites Up and Running." in result.stdout
+    assert "=== FL epoch 1/1 ===" in result.stdout and "Datasites stopped." in result.stdout
+    assert json.loads((out / "metrics.json").read_text())["final"]["global_test_accuracy"] > 0.8
+    assert port_is_free("127.0.0.1", port) and port_is_free("127.0.0.1", port + 1)

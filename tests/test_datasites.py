@@ -1,0 +1,124 @@
+"""Integration tests on real PySyft datasites (shared session fixture, loopback ports)."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+from textwrap import dedent
+
+import numpy as np
+import pytest
+
+from fedsyft import task
+from fedsyft.connection import SiteCredentials
+from fedsyft.datasite.approval import source_sha256, training_code_sha256
+from fedsyft.datasite.server import ADMIN_EMAIL
+from fedsyft.experiment import RunConfig, run_experiment
+from fedsyft.sites import LocalSite, SiteError
+from fedsyft.sites.syft_site import SyftSite, import_syft, quiet_stdout
+
+pytestmark = pytest.mark.integration
+
+
+def test_federated_run_matches_the_simulation(researcher_sites, small_shards, mnist, tmp_path):
+    real = run_experiment(researcher_sites, RunConfig(rounds=2), mnist.test, tmp_path / "real")
+    local = [LocalSite(s.name, shard) for s, shard in zip(researcher_sites, small_shards)]
+    sim = run_experiment(local, RunConfig(rounds=2), mnist.test, None)
+    # Same function, same shards: the datasites compute what the simulation does.
+    assert np.allclose(real.params["coef"], sim.params["coef"], atol=1e-5)
+    for r_real, r_sim in zip(real.history.rounds, sim.history.rounds):
+        assert r_real.global_.test_accuracy == pytest.approx(r_sim.global_.test_accuracy, abs=2e-4)
+    doc = json.loads((tmp_path / "real" / "metrics.json").read_text())
+    assert doc["final"]["global_test_accuracy"] > 0.87
+    assert doc["config"]["site_kind"] if "site_kind" in doc["config"] else True
+    for site in doc["rounds"][-1]["sites"].values():
+        assert site["n_train"] == 2700 and 0.8 < site["test_accuracy"] <= 1
+        assert 0 < site["compute_seconds"] < site["seconds"]
+
+
+def test_researcher_cannot_read_the_private_asset(researcher_sites):
+    site = researcher_sites[0]
+    with quiet_stdout():
+        assert site.asset.data is None  # PySyft refuses (and prints a SyftError)
+    mock_X, mock_y = site.asset.mock
+    assert mock_X.shape == (1000, 784) and mock_X.dtype == np.uint8 and set(np.unique(mock_y)) == set(range(10))
+    with pytest.raises(Exception, match="not found|permission"):
+        site.client.api.services.action.get(site.asset.action_id)
+
+
+def test_wrong_password_and_unreachable_site_get_clear_errors(datasites):
+    good = datasites.sites[0].credentials
+    with pytest.raises(SiteError, match="wrong email or password"):
+        SyftSite.connect(SiteCredentials(good.name, good.url, good.email, "not-the-password"))
+    with pytest.raises(SiteError, match="wrong email or password"):
+        SyftSite.connect(SiteCredentials(good.name, good.url, "nobody@fedsyft.org", "x"))
+    from conftest import free_port_base
+
+    with pytest.raises(SiteError, match="cannot reach"):
+        SyftSite.connect(SiteCredentials("gone", f"http://127.0.0.1:{free_port_base(1)}", good.email, "x"))
+
+
+# ---- attacks, from a second researcher account so the main one stays clean ----
+
+@pytest.fixture(scope="module")
+def attacker(datasites):
+    sy = import_syft()
+    site = datasites.sites[0]
+    with quiet_stdout():
+        admin = sy.login(url=site.url, email=ADMIN_EMAIL, password=site.admin_password)
+        admin.users.create(name="Mallory", email="mallory@fedsyft.org", password="pw-mallory-1", password_verify="pw-mallory-1")
+    return SyftSite.connect(SiteCredentials(site.name, site.url, "mallory@fedsyft.org", "pw-mallory-1"))
+
+
+def steal_rows(data, global_params, config):
+    X, y = data
+    return {"rows": X[:100], "labels": y[:100]}
+
+
+def read_host_file(data, global_params, config):
+    return open("/etc/passwd").read()
+
+
+def _wrap(site, function):
+    sy = import_syft()
+    from syft.service.policy.policy import OutputPolicyExecuteCount
+
+    with quiet_stdout():
+        return sy.syft_function(
+            input_policy=sy.MixedInputPolicy(client=site.client, data=site.asset, global_params=dict, config=dict),
+            output_policy=OutputPolicyExecuteCount(limit=10),
+        )(function)
+
+
+def _changed_local_train(tmp_path):
+    """fedsyft's own training function with one line changed: it also returns the data."""
+    source = dedent(inspect.getsource(task.local_train))
+    changed = source.replace('"n_train": int(n_train), "n_test": int(len(yte)),',
+                             '"n_train": int(n_train), "n_test": X[:10].tolist(),')
+    assert changed != source
+    path = tmp_path / "tampered.py"
+    path.write_text(changed)
+    spec = importlib.util.spec_from_file_location("tampered", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.local_train
+
+
+@pytest.mark.parametrize("make", [lambda tmp: steal_rows, lambda tmp: read_host_file, _changed_local_train],
+                         ids=["returns-private-rows", "reads-host-files", "one-line-changed"])
+def test_policy_denies_foreign_code_and_it_never_runs(attacker, datasites, tmp_path, make):
+    function = make(tmp_path)
+    name = function.__name__
+    wrapped = _wrap(attacker, function)
+    attacker.submit(wrapped)
+    with pytest.raises(SiteError, match="denied the code request: fedsyft policy: "):
+        attacker.wait_for_approval(timeout=30, function_name=name)
+    with pytest.raises(SiteError, match="DENIED|denied"):
+        attacker.call(name, global_params={}, config={})
+    submitted = source_sha256(dedent(inspect.getsource(function)))
+    assert submitted != training_code_sha256()
+    entries = [e for e in map(json.loads, datasites.sites[0].audit_log.read_text().splitlines())
+               if e["code_sha256"] == submitted]
+    assert [e["decision"] for e in entries] == ["denied"]
+    assert entries[0]["requester"] == "mallory@fedsyft.org" and entries[0]["function"] == name

@@ -1,0 +1,90 @@
+"""The function a datasite runs: warm start, fixed split, no data rows out, errors as data."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+from fedsyft.task import DEFAULT_TRAIN_CONFIG, evaluate, local_train
+
+CONFIG = dict(DEFAULT_TRAIN_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def shard(small_shards):
+    return small_shards[0].X, small_shards[0].y
+
+
+@pytest.fixture(scope="module")
+def trained(mnist):
+    """A good global model: 30 iterations on 20,000 other rows."""
+    out = local_train((mnist.train.X[-20000:], mnist.train.y[-20000:]), None, CONFIG)
+    return {"coef": out["coef"], "intercept": out["intercept"]}
+
+
+def test_training_starts_from_the_global_parameters(shard, mnist, trained):
+    # With a budget of one iteration, a warm-started fit stays near the global model
+    # and keeps its accuracy; a cold start is nowhere near. The replaced project
+    # ignored the global parameters, so FedAvg had no effect there.
+    one_iter = {**CONFIG, "local_iters": 1}
+    warm = local_train(shard, trained, one_iter)
+    cold = local_train(shard, None, one_iter)
+    drift = np.linalg.norm(warm["coef"] - trained["coef"]) / np.linalg.norm(trained["coef"])
+    assert drift < 0.05
+    acc_trained = evaluate(trained, mnist.test.X, mnist.test.y)["test_accuracy"]
+    acc_warm = evaluate(warm, mnist.test.X, mnist.test.y)["test_accuracy"]
+    acc_cold = evaluate(cold, mnist.test.X, mnist.test.y)["test_accuracy"]
+    assert acc_warm > 0.88 and abs(acc_warm - acc_trained) < 0.02
+    assert acc_cold < acc_warm - 0.1
+
+
+def test_result_is_parameters_and_metrics_only(shard):
+    out = local_train(shard, None, CONFIG)
+    assert "error" not in out, out.get("error")
+    assert out["coef"].shape == (10, 784) and out["coef"].dtype == np.float32
+    assert out["intercept"].shape == (10,)
+    assert out["n_train"] == 2700 and out["n_test"] == 300  # fixed 10 % hold-out
+    assert np.asarray(out["confusion_matrix"]).sum() == out["n_test"]
+    # nothing the size of a data row or of the data set leaves the function
+    for key, value in out.items():
+        if key not in ("coef", "intercept"):
+            assert np.asarray(value).size <= 100, key
+    assert 0.8 < out["train_accuracy"] <= 1 and 0.7 < out["test_accuracy"] <= 1
+
+
+def test_local_split_is_fixed_across_rounds(shard):
+    a = local_train(shard, None, {**CONFIG, "local_iters": 3})
+    b = local_train(shard, a, {**CONFIG, "local_iters": 3})
+    # same held-out rows in both rounds: the confusion matrices cover the same labels
+    assert np.array_equal(np.asarray(a["confusion_matrix"]).sum(axis=1), np.asarray(b["confusion_matrix"]).sum(axis=1))
+    again = local_train(shard, None, {**CONFIG, "local_iters": 3})
+    assert np.array_equal(a["coef"], again["coef"])  # deterministic
+
+
+def test_a_site_missing_classes_still_returns_ten_classes(shard):
+    X, y = shard
+    keep = y < 6
+    out = local_train((X[keep], y[keep]), None, CONFIG)
+    assert "error" not in out, out.get("error")
+    assert out["coef"].shape == (10, 784)
+    again = local_train((X[keep], y[keep]), out, CONFIG)  # warm start with absent classes
+    assert "error" not in again
+
+
+@pytest.mark.parametrize("params, config, message", [
+    ({"coef": np.zeros((10, 5)), "intercept": np.zeros(10)}, CONFIG, "global params must be"),
+    ({"coef": np.full((10, 784), np.nan), "intercept": np.zeros(10)}, CONFIG, "NaN or inf"),
+    (None, {**CONFIG, "extra": 1}, "exactly the keys"),
+    ({"intercept": np.zeros(10)}, CONFIG, "KeyError"),
+])
+def test_bad_input_comes_back_as_an_error_message(shard, params, config, message):
+    out = local_train(shard, params, config)
+    assert set(out) == {"error"} and message in out["error"]
+
+
+def test_training_function_is_self_contained():
+    source = inspect.getsource(local_train)
+    imports = [ln.strip() for ln in source.splitlines() if ln.strip().startswith(("import ", "from "))]
+    allowed = ("numpy", "sklearn", "threadpoolctl", "time", "warnings")
+    assert imports and all(ln.split()[1].split(".")[0] in allowed for ln in imports), imports
+    assert "fedsyft" not in source.replace("fedsyft's", "")
