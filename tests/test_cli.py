@@ -171,3 +171,43 @@ def test_demo_runs_everything_and_leaves_nothing_running(data_dir, tmp_path):
     assert "=== FL epoch 1/1 ===" in result.stdout and "Datasites stopped." in result.stdout
     assert json.loads((out / "metrics.json").read_text())["final"]["global_test_accuracy"] > 0.8
     assert port_is_free("127.0.0.1", port) and port_is_free("127.0.0.1", port + 1)
+
+
+@pytest.mark.integration
+def test_datasites_die_with_a_killed_launch_and_state_is_reused(data_dir, tmp_path):
+    from fedsyft.connection import read_sites_file
+    from fedsyft.experiment import connect_sites
+
+    port = free_port_base(1)
+    state = tmp_path / "state"
+    launch = Launched("--sites", 1, "--port-base", port, "--state", state, "--data-dir", data_dir)
+    launch.wait_for("Press Ctrl-C")
+    first = json.loads((state / "site-1" / "ready.json").read_text())
+    assert "provision_seconds" in first  # first start uploads the shard
+    credentials = read_sites_file(state / "sites.json")
+    [site] = connect_sites(credentials)
+    site.submit()
+    site.wait_for_approval(timeout=30)
+
+    launch.process.kill()  # SIGKILL: the launcher cannot clean up; the datasite must notice by itself
+    launch.process.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{first['pid']}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{first['pid']}").exists(), "datasite outlived its killed launcher"
+    assert port_is_free("127.0.0.1", port)
+
+    again = Launched("--sites", 1, "--port-base", port, "--state", state, "--data-dir", data_dir)
+    try:
+        again.wait_for("Press Ctrl-C")
+        second = json.loads((state / "site-1" / "ready.json").read_text())
+        assert "provision_seconds" not in second  # no re-upload: the dataset survived
+        assert read_sites_file(state / "sites.json") == credentials  # same accounts
+        [site] = connect_sites(credentials)
+        assert site.request_status() == ("approved", "")  # the approval survived the restart
+        result = site.train(None, {"seed": 0, "test_fraction": 0.1, "local_iters": 2, "l2": 1e-5})
+        assert result.n_train == 5400  # one site holds all 6,000 rows, 10 % held out
+    finally:
+        again.process.send_signal(signal.SIGTERM)
+        assert again.process.wait(timeout=60) == 0
+    assert port_is_free("127.0.0.1", port)

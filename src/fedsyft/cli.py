@@ -224,6 +224,8 @@ def demo(
         t0 = time.perf_counter()
         datasites = Datasites(shard_mnist(mnist, sites, seed), port_base=port_base, mock_seed=seed).start()
         timings = {"load_data": round(t0 - start, 3), "datasites_start": round(time.perf_counter() - t0, 3)}
+        for key in ("import_seconds", "provision_seconds"):  # the slowest datasite's share of the start
+            timings[f"datasite_{key}"] = max(s.startup.get(key, 0.0) for s in datasites.sites)
         _print_banner(datasites.sites)
         creds = [s.credentials for s in datasites.sites]
         _federate_remote(creds, config, out, mnist.test, approval_timeout=60, timings=timings, syft_import=syft_import)

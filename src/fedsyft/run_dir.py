@@ -8,6 +8,7 @@ A run that stops early keeps every round it finished.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +44,12 @@ class RunDirectory:
         self.history.save(self.path)
 
     def finish(self) -> list[Path]:
-        """Final metrics.json and plots (also after a failed run, for the rounds it has)."""
+        """Plots and the final metrics.json (also after a failed run, for the rounds it has)."""
+        start = time.perf_counter()
+        written = write_plots(self.history, self.path) if self.history.rounds else []
+        self.history.timings["outputs"] = round(time.perf_counter() - start, 3)
         self.history.save(self.path)
-        return write_plots(self.history, self.path) if self.history.rounds else []
+        return written
 
 
 def load_model(run_dir: Path) -> Params:

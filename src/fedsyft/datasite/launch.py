@@ -72,6 +72,11 @@ class RunningSite:
         return self.state / "audit.jsonl"
 
     @property
+    def startup(self) -> dict:
+        """What the datasite reported when it became ready: pid and start-up seconds."""
+        return json.loads((self.state / "ready.json").read_text())
+
+    @property
     def admin_password(self) -> str:
         return json.loads((self.state / "secrets.json").read_text())["admin_password"]
 

@@ -71,6 +71,7 @@ def _provision(root, spec: dict, secrets: dict, state: Path) -> None:
 
 
 def serve(state: Path) -> None:
+    started = time.perf_counter()
     import contextlib
     import io
     import logging
@@ -85,6 +86,7 @@ def serve(state: Path) -> None:
 
     from .approval import ApprovalPolicy, Approver, AuditLog, training_code_sha256
 
+    timings = {"import_seconds": round(time.perf_counter() - started, 3)}
     spec = json.loads((state / "site.json").read_text())
     secrets = json.loads((state / "secrets.json").read_text())
     worker = Datasite(
@@ -104,8 +106,11 @@ def serve(state: Path) -> None:
     with contextlib.redirect_stdout(io.StringIO()):  # PySyft prints banners and notices
         root = worker.root_client
         if not (state / "provisioned").exists():
+            t = time.perf_counter()
             _provision(root, spec, secrets, state)
+            timings["provision_seconds"] = round(time.perf_counter() - t, 3)
             (state / "provisioned").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            (state / "shard.npz").unlink()  # the datasite's database holds the data now
         assets = [a for d in root.datasets.get_all() for a in d.assets]
     policy = ApprovalPolicy(
         allowed_sha256=frozenset([training_code_sha256(), *spec.get("extra_allowed_sha256", [])]),
@@ -136,7 +141,8 @@ def serve(state: Path) -> None:
     _watch_parent(int(spec["parent_pid"]), stop)
 
     # ready.json tells the launcher this datasite is provisioned and about to serve.
-    (state / "ready.json").write_text(json.dumps({"pid": os.getpid(), "server_id": str(worker.id)}))
+    timings["ready_seconds"] = round(time.perf_counter() - started, 3)
+    (state / "ready.json").write_text(json.dumps({"pid": os.getpid(), "server_id": str(worker.id), **timings}))
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     server.run()  # handles SIGINT/SIGTERM: stops accepting, finishes calls, returns
     if approver is not None:
