@@ -73,9 +73,11 @@ def test_simulate_prints_seed_compatible_lines_and_writes_outputs(data_dir, tmp_
                  "  FedAvg epoch 2: intercept shape=(10,), coef shape=(10, 784)", "  Global model -> test=",
                  "Global test accuracy after 2 rounds: "):
         assert line in result.stdout
-    assert {p.name for p in out.iterdir()} >= {"metrics.json", "config.json", "model.npz", "accuracy.png",
-                                               "confusion_matrices.png"}
-    assert fedsyft("report", out, timeout=60).returncode == 0
+    assert {p.name for p in out.iterdir()} >= {"metrics.json", "config.json", "model.npz", "checkpoint.npz",
+                                               "accuracy.png", "confusion_matrices.png", "report.html"}
+    (out / "report.html").unlink()
+    rebuilt = fedsyft("report", out, timeout=60)
+    assert rebuilt.returncode == 0 and "report.html" in rebuilt.stdout and (out / "report.html").exists()
 
 
 def test_bad_data_is_refused_before_any_datasite_starts(tmp_path):

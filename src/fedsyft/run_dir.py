@@ -1,8 +1,9 @@
 """The run directory: everything a run leaves behind, kept up to date after every round.
 
 Files: ``metrics.json`` (the history, schema in the README), ``config.json``,
-``model.npz`` (the latest global ``coef`` and ``intercept``) and the PNG plots.
-A run that stops early keeps every round it finished.
+``model.npz`` (the latest global ``coef`` and ``intercept``), ``checkpoint.npz``
+(parameters and history in one atomically replaced file: what ``--resume`` reads)
+the PNG plots and ``report.html`` (everything in one self-contained page). A run that stops early keeps every round it finished.
 """
 
 from __future__ import annotations
@@ -16,8 +17,18 @@ import numpy as np
 from .aggregate import Params
 from .history import History, RoundRecord
 from .plots import write_plots
+from .report import write_report
 
 MODEL_FILE = "model.npz"
+CHECKPOINT_FILE = "checkpoint.npz"
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    """Write to a temporary name, then rename: a crash leaves the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    tmp.replace(path)
 
 
 class RunDirectory:
@@ -37,10 +48,10 @@ class RunDirectory:
         pass
 
     def round_finished(self, record: RoundRecord, params: Params) -> None:
-        tmp = self.path / (MODEL_FILE + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, coef=params["coef"], intercept=params["intercept"], round=record.round)
-        tmp.replace(self.path / MODEL_FILE)
+        # The checkpoint first, in one file, so parameters and history always agree.
+        _save_npz(self.path / CHECKPOINT_FILE, coef=params["coef"], intercept=params["intercept"],
+                  history=np.array(self.history.to_json()))
+        _save_npz(self.path / MODEL_FILE, coef=params["coef"], intercept=params["intercept"], round=record.round)
         self.history.save(self.path)
 
     def finish(self) -> list[Path]:
@@ -49,7 +60,20 @@ class RunDirectory:
         written = write_plots(self.history, self.path) if self.history.rounds else []
         self.history.timings["outputs"] = round(time.perf_counter() - start, 3)
         self.history.save(self.path)
-        return written
+        return [*written, write_report(self.history, self.path)]
+
+
+def load_checkpoint(run_dir: Path) -> tuple[History, Params]:
+    """The history and global parameters of a run's last finished round."""
+    path = Path(run_dir) / CHECKPOINT_FILE
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return (History.from_dict(json.loads(str(f["history"]))),
+                    {"coef": f["coef"], "intercept": f["intercept"]})
+    except FileNotFoundError:
+        raise ValueError(f"{run_dir} has no {CHECKPOINT_FILE}: no round finished there to resume from") from None
+    except (KeyError, ValueError, OSError) as e:
+        raise ValueError(f"{path} is not a fedsyft checkpoint ({e})") from None
 
 
 def load_model(run_dir: Path) -> Params:
