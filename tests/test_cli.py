@@ -213,3 +213,40 @@ def test_datasites_die_with_a_killed_launch_and_state_is_reused(data_dir, tmp_pa
         again.process.send_signal(signal.SIGTERM)
         assert again.process.wait(timeout=60) == 0
     assert port_is_free("127.0.0.1", port)
+
+
+def test_json_and_quiet_modes(data_dir, tmp_path):
+    result = fedsyft("simulate", "--rounds", 2, "--local-iters", 5, "--data-dir", data_dir, "--out", tmp_path / "j", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)  # stdout is exactly one JSON object
+    assert summary["rounds_completed"] == 2 and summary["run_dir"] == str(tmp_path / "j")
+    assert summary["final_global_test_accuracy"] == summary["global_test_accuracy_per_round"][-1]
+    assert "=== FL epoch 1/2 ===" in result.stderr  # the round lines moved to stderr
+    quiet = fedsyft("simulate", "--rounds", 2, "--local-iters", 5, "--data-dir", data_dir, "--out", tmp_path / "q", "-q")
+    assert quiet.returncode == 0 and quiet.stdout.splitlines()[0].startswith("Global test accuracy after 2 rounds: ")
+    assert len(quiet.stdout.splitlines()) == 2 and "FL epoch" not in quiet.stdout
+
+
+def test_a_killed_simulation_resumes_to_the_same_model(data_dir, tmp_path):
+    args = ["--rounds", 12, "--local-iters", 10, "--data-dir", data_dir]
+    straight = fedsyft("simulate", *args, "--out", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "fedsyft", "simulate", *map(str, args), "--out", str(out)],
+                               stdout=subprocess.PIPE, text=True, env=ENV)
+    for line in process.stdout:
+        if "=== FL epoch 4/12 ===" in line:
+            process.kill()  # the researcher's process dies mid-run
+            break
+    process.wait(timeout=30)
+    done = json.loads((out / "metrics.json").read_text())["final"]["rounds_completed"]
+    assert 3 <= done < 12
+    resumed = fedsyft("simulate", "--resume", out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"=== FL epoch {done + 1}/12 ===" in resumed.stdout and "=== FL epoch 1/12 ===" not in resumed.stdout
+    a, b = np.load(tmp_path / "straight" / "model.npz"), np.load(out / "model.npz")
+    assert np.array_equal(a["coef"], b["coef"]) and np.array_equal(a["intercept"], b["intercept"])
+    assert json.loads((out / "metrics.json").read_text())["final"]["rounds_completed"] == 12
+    again = fedsyft("simulate", "--resume", out)
+    assert_one_line_error(again, "nothing to do")

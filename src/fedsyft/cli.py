@@ -6,6 +6,7 @@ every user mistake into one ``error: ...`` line and a non-zero exit.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -70,6 +71,9 @@ DATA_DIR = typer.Option(None, "--data-dir", help="Folder with mnist.npz or the f
 MIN_SITES = typer.Option(None, "--min-sites", min=1, help="A round counts when at least this many sites answer; failed sites are left out of that round and asked again next round. Default: all but one (at least 1).")
 SITE_TIMEOUT = typer.Option(300.0, "--site-timeout", min=1, help="Seconds to wait for one site's answer in a round before leaving it out of that round.")
 RESUME = typer.Option(None, "--resume", help="Continue the run in this run directory from its last finished round (same settings; the other training options are read from it).")
+QUIET = typer.Option(False, "--quiet", "-q", help="Print only the final summary.")
+VERBOSE = typer.Option(False, "--verbose", "-v", help="Show PySyft's own messages, logs and progress bars.")
+JSON = typer.Option(False, "--json", help="Print the final summary as one JSON object on stdout (other output goes to stderr).")
 PORT_BASE = typer.Option(DEFAULT_PORT_BASE, "--port-base", min=1, max=65535, help="Site i listens on port-base + i - 1.")
 
 
@@ -79,10 +83,12 @@ def _run_config(rounds: int, seed: int, local_iters: int, l2: float, unweighted:
     return RunConfig(rounds=rounds, seed=seed, local_iters=local_iters, l2=l2, weighted=not unweighted)
 
 
-def _finish(result, out: Path) -> None:
-    acc = result.history.final_accuracy
-    typer.echo(f"Global test accuracy after {len(result.history.rounds)} rounds: {acc:.4f}")
-    typer.echo(f"Run directory: {out}")
+def _output(quiet: bool, json_summary: bool, verbose: bool = False):
+    from .console import Output
+    from .sites import syft_site
+
+    syft_site.VERBOSE = verbose
+    return Output(quiet=quiet, json_summary=json_summary)
 
 
 def _raise_on_sigterm() -> None:
@@ -94,10 +100,10 @@ def _raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _print_banner(sites) -> None:
-    typer.echo(f"{len(sites)} DataSites Up and Running.")
+def _print_banner(sites, say=typer.echo) -> None:
+    say(f"{len(sites)} DataSites Up and Running.")
     for i, site in enumerate(sites, 1):
-        typer.echo(f"  {i}. {site.name}: {site.url}")
+        say(f"  {i}. {site.name}: {site.url}")
 
 
 @app.command()
@@ -159,27 +165,35 @@ def run(
     min_sites: Optional[int] = MIN_SITES,
     site_timeout: float = SITE_TIMEOUT,
     resume: Optional[Path] = RESUME,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+    json_summary: bool = JSON,
 ) -> None:
     """Researcher: train on the datasites in a sites file with FedAvg."""
     from .connection import read_sites_file
 
+    output = _output(quiet, json_summary, verbose)
     try:
         from .data import load_mnist
 
         config, out = _resumed(resume, out) if resume else (_run_config(rounds, seed, local_iters, l2, unweighted), out)
+        if resume and data_dir is None:
+            stored = json.loads((resume / "config.json").read_text()).get("test_data_dir")
+            data_dir = Path(stored) if stored else None
         credentials = read_sites_file(sites_file)
-        _federate_remote(credentials, config, out, load_mnist(data_dir).test, approval_timeout,
-                         min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None)
+        _federate_remote(output, credentials, config, out, load_mnist(data_dir).test, approval_timeout,
+                         min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None,
+                         extra={"test_data_dir": str(data_dir.resolve()) if data_dir else None})
     except KeyboardInterrupt:
         fail("interrupted; the rounds finished so far are in the run directory", 130)
     except USER_ERRORS as e:
         fail(str(e))
+    finally:
+        output.close()
 
 
 def _resumed(run_dir: Path, out: Optional[Path]):
     """The settings of the run to continue, read from its config.json."""
-    import json
-
     from .experiment import RunConfig
 
     if out is not None and out.resolve() != run_dir.resolve():
@@ -190,10 +204,13 @@ def _resumed(run_dir: Path, out: Optional[Path]):
         raise ValueError(f"{run_dir} is not a run directory (no config.json)") from None
 
 
-def _federate_remote(credentials, config, out, test, approval_timeout, timings=None, syft_import=None, **options):
-    from .console import PlainConsole
+def _federate_remote(output, credentials, config, out, test, approval_timeout, timings=None, syft_import=None,
+                     **options):
+    import time
+
     from .experiment import Stopwatch, connect_sites, default_run_dir, request_approval, run_experiment
 
+    start = time.perf_counter()
     watch = Stopwatch(dict(timings or {}))
     out = out or default_run_dir()
     with watch.time("import_syft"):
@@ -202,15 +219,17 @@ def _federate_remote(credentials, config, out, test, approval_timeout, timings=N
         from .sites.syft_site import import_syft
 
         import_syft()
-    typer.echo(f"Connecting to {len(credentials)} datasites ...")
+    output.say(f"Connecting to {len(credentials)} datasites ...")
     with watch.time("login"):
         sites = connect_sites(credentials)
     with watch.time("approval"):
         request_approval(sites, approval_timeout)
-    typer.echo("Training function approved by every datasite.")
-    result = run_experiment(sites, config, test, out, observers=[PlainConsole()], extra={"site_kind": "pysyft"},
-                            timings=watch.seconds, **options)
-    _finish(result, out)
+    output.say("Training function approved by every datasite.")
+    extra = {"site_kind": "pysyft", **options.pop("extra", {})}
+    result = run_experiment(sites, config, test, out, observers=output.observers([s.name for s in sites]),
+                            extra=extra, timings=watch.seconds, **options)
+    output.close()
+    output.summary(result.history, out, time.perf_counter() - start)
     return result
 
 
@@ -226,6 +245,8 @@ def demo(
     data_dir: Optional[Path] = DATA_DIR,
     min_sites: Optional[int] = MIN_SITES,
     site_timeout: float = SITE_TIMEOUT,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Everything on this machine: launch datasites, run FedAvg as a researcher, stop the datasites."""
     import time
@@ -235,6 +256,7 @@ def demo(
     from .sites.syft_site import import_syft
 
     _raise_on_sigterm()
+    output = _output(quiet, False, verbose)
     start = time.perf_counter()
     datasites = None
     try:
@@ -243,24 +265,25 @@ def demo(
         # PySyft's import takes seconds: do it while the datasites start.
         syft_import = threading.Thread(target=import_syft, daemon=True)
         syft_import.start()
-        typer.echo(f"Starting {sites} datasites on ports {port_base}..{port_base + sites - 1} ...")
+        output.say(f"Starting {sites} datasites on ports {port_base}..{port_base + sites - 1} ...")
         t0 = time.perf_counter()
         datasites = Datasites(shard_mnist(mnist, sites, seed), port_base=port_base, mock_seed=seed).start()
         timings = {"load_data": round(t0 - start, 3), "datasites_start": round(time.perf_counter() - t0, 3)}
         for key in ("import_seconds", "provision_seconds"):  # the slowest datasite's share of the start
             timings[f"datasite_{key}"] = max(s.startup.get(key, 0.0) for s in datasites.sites)
-        _print_banner(datasites.sites)
+        _print_banner(datasites.sites, output.say)
         creds = [s.credentials for s in datasites.sites]
-        _federate_remote(creds, config, out, mnist.test, approval_timeout=60, timings=timings, syft_import=syft_import,
+        _federate_remote(output, creds, config, out, mnist.test, approval_timeout=60, timings=timings, syft_import=syft_import,
                          min_sites=min_sites, site_timeout=site_timeout)
     except KeyboardInterrupt:
         fail("interrupted; the datasites were stopped and finished rounds kept", 130)
     except USER_ERRORS as e:
         fail(str(e))
     finally:
+        output.close()
         if datasites is not None:
             datasites.stop()
-            typer.echo("Datasites stopped.")
+            output.say("Datasites stopped.")
 
 
 @app.command()
@@ -278,41 +301,45 @@ def simulate(
     min_sites: Optional[int] = MIN_SITES,
     site_timeout: float = SITE_TIMEOUT,
     resume: Optional[Path] = RESUME,
+    quiet: bool = QUIET,
+    json_summary: bool = JSON,
 ) -> None:
     """No servers: the same loop and training function with in-process sites (fast experiments)."""
-    from threadpoolctl import threadpool_limits
+    import time
 
     from . import partition as partitions
-    from .console import PlainConsole
     from .data import load_mnist
     from .experiment import default_run_dir, run_experiment
     from .sites import LocalSite
 
+    output = _output(quiet, json_summary)
+    start = time.perf_counter()
     try:
         config = _run_config(rounds, seed, local_iters, l2, unweighted)
         if resume:
-            import json
-
             config, out = _resumed(resume, out)
             stored = json.loads((resume / "config.json").read_text())
             sites, partition = len(stored["sites"]), Partition(stored.get("partition", "iid"))
             alpha = stored.get("alpha", alpha)
+            data_dir = data_dir or (Path(stored["data_dir"]) if stored.get("data_dir") else None)
         mnist = load_mnist(data_dir)
         if partition is Partition.iid:
-            shards = partitions.iid(len(mnist.train), sites, seed)
+            shards = partitions.iid(len(mnist.train), sites, config.seed)
         else:
-            shards = partitions.dirichlet(mnist.train.y, sites, alpha, seed)
+            shards = partitions.dirichlet(mnist.train.y, sites, alpha, config.seed)
         site_list = [LocalSite(f"MNIST Part {i + 1}", mnist.train.subset(idx)) for i, idx in enumerate(shards)]
         out = out or default_run_dir()
-        extra = {"site_kind": "local", "partition": partition.value, **({"alpha": alpha} if partition is Partition.dirichlet else {})}
-        with threadpool_limits(limits=1):  # one BLAS thread per site: parallel sites use the cores
-            result = run_experiment(site_list, config, mnist.test, out, observers=[PlainConsole()], extra=extra,
-                                    min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None)
-        _finish(result, out)
+        extra = {"site_kind": "local", "data_dir": str(data_dir.resolve()) if data_dir else None, "partition": partition.value, **({"alpha": alpha} if partition is Partition.dirichlet else {})}
+        result = run_experiment(site_list, config, mnist.test, out, observers=output.observers([s.name for s in site_list]),
+                                extra=extra, min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None)
+        output.close()
+        output.summary(result.history, out, time.perf_counter() - start)
     except KeyboardInterrupt:
         fail("interrupted; the rounds finished so far are in the run directory", 130)
     except USER_ERRORS as e:
         fail(str(e))
+    finally:
+        output.close()
 
 
 @app.command()
@@ -336,7 +363,6 @@ def main() -> None:
         import warnings
 
         warnings.simplefilter("ignore", DeprecationWarning)
-    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         code = app(standalone_mode=False)
     except click.UsageError as e:  # a bad option: one line, not typer's boxed panel

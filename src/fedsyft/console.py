@@ -41,3 +41,125 @@ class PlainConsole:
         g = record.global_
         lines.append(f"  Global model -> test={g.test_accuracy:.4f}, loss={g.test_loss:.4f} ({record.seconds:.1f} s)")
         print("\n".join(lines), file=self.stream, flush=True)
+
+
+class LiveProgress:
+    """A rich display for terminals: the round, each site's status and the latest global accuracy.
+
+    The seed-compatible lines of :class:`PlainConsole` are printed above the display
+    as each round ends, so the scrollback holds the whole run.
+    """
+
+    def __init__(self, sites: list[str], console=None):
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = console or Console()
+        self.sites = list(sites)
+        self.status = {name: "waiting" for name in self.sites}
+        self.round, self.rounds, self.accuracy = 0, 0, None
+        self.lines = PlainConsole(stream=_RichStream(self.console))
+        self.live = Live(self._table(), console=self.console, refresh_per_second=8, transient=True)
+
+    def _table(self):
+        from rich.table import Table
+
+        title = f"FedAvg round {self.round}/{self.rounds}" if self.round else "FedAvg: connecting"
+        if self.accuracy is not None:
+            title += f"   global test accuracy {self.accuracy:.4f}"
+        table = Table(title=title, title_justify="left", min_width=72)
+        table.add_column("site")
+        table.add_column("status")
+        colours = {"waiting": "dim", "training": "yellow", "failed": "red"}
+        for name in self.sites:
+            status = self.status[name]
+            table.add_row(name, f"[{colours.get(status.split()[0], 'green')}]{status}[/]")
+        return table
+
+    def round_started(self, round_no: int, rounds: int) -> None:
+        if not self.live.is_started:
+            self.live.start()
+        self.round, self.rounds = round_no, rounds
+        self.status = {name: "training" for name in self.sites}
+        self.lines.round_started(round_no, rounds)
+        self.live.update(self._table())
+
+    def site_finished(self, round_no, site, result, error) -> None:
+        self.status[site] = (f"failed: {error}" if error else
+                             f"done  train={result.report.train_accuracy:.4f} test={result.report.test_accuracy:.4f}")
+        self.live.update(self._table())
+
+    def round_finished(self, record, params) -> None:
+        self.accuracy = record.global_.test_accuracy
+        self.lines.round_finished(record, params)
+        self.live.update(self._table())
+        if record.round == self.rounds:
+            self.live.stop()
+
+    def close(self) -> None:
+        if self.live.is_started:
+            self.live.stop()
+
+
+class _RichStream:
+    """A file-like object that prints through a rich Console (above a live display)."""
+
+    def __init__(self, console):
+        self.console = console
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            self.console.print(text.rstrip("\n"), highlight=False, markup=False)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+class Output:
+    """What a command prints, by mode.
+
+    - default: messages and a progress display on stdout (a live table on a
+      terminal, the plain seed-compatible lines otherwise: CI, pipes, files);
+    - ``quiet``: only the final summary;
+    - ``json_summary``: the final summary as one JSON object on stdout; messages and
+      round lines go to stderr so scripts can parse stdout.
+    """
+
+    def __init__(self, quiet: bool = False, json_summary: bool = False):
+        self.quiet, self.json_summary = quiet, json_summary
+        self.stream = sys.stderr if json_summary else sys.stdout
+        self._live: LiveProgress | None = None
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=self.stream, flush=True)
+
+    def observers(self, sites: list[str]) -> list:
+        if self.quiet:
+            return []
+        if not self.json_summary and sys.stdout.isatty():
+            self._live = LiveProgress(sites)
+            return [self._live]
+        return [PlainConsole(self.stream)]
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.close()
+
+    def summary(self, history, run_dir, seconds: float) -> None:
+        """The run's final lines (or JSON object)."""
+        if self.json_summary:
+            import json
+
+            last = history.rounds[-1]
+            print(json.dumps({
+                "final_global_test_accuracy": history.final_accuracy, "final_global_test_loss": last.global_.test_loss,
+                "rounds_completed": len(history.rounds), "run_dir": str(run_dir), "seconds": round(seconds, 3),
+                "sites": {n: {"n_train": s.n_train, "test_accuracy": s.test_accuracy} for n, s in last.sites.items()},
+                "failures": {r.round: r.failures for r in history.rounds if r.failures},
+                "global_test_accuracy_per_round": [r.global_.test_accuracy for r in history.rounds],
+            }), flush=True)
+        else:
+            print(f"Global test accuracy after {len(history.rounds)} rounds: {history.final_accuracy:.4f}", flush=True)
+            print(f"Run directory: {run_dir}  (open report.html for the full report)", flush=True)

@@ -132,6 +132,8 @@ def _checkpoint(run_dir: Path, fresh: History) -> tuple[History, Any]:
         if saved.config.get(key) != fresh.config.get(key):
             raise ValueError(f"cannot resume {run_dir}: its {key} is {saved.config.get(key)!r}, "
                              f"this run's is {fresh.config.get(key)!r}")
+    if len(saved.rounds) >= fresh.config["rounds"]:
+        raise ValueError(f"nothing to do: {run_dir} already has all {len(saved.rounds)} rounds")
     saved.config["rounds"] = fresh.config["rounds"]
     saved.timings = {**saved.timings, **{f"resume_{k}": v for k, v in fresh.timings.items()}}
     return saved, params

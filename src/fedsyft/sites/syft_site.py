@@ -27,6 +27,8 @@ from .base import SiteError, SiteResult, parse_output, payload_bytes
 DATASET_NAME = "mnist-shard"
 ASSET_NAME = "train"
 _syft = None
+#: Show PySyft's own messages and logs (``--verbose``); hidden by default.
+VERBOSE = False
 _quiet_lock = threading.Lock()
 _quiet_depth = 0
 _saved_stdout = None
@@ -41,6 +43,9 @@ def quiet_stdout():
     one swaps ``sys.stdout`` on the first entry and restores it on the last exit.
     """
     global _quiet_depth, _saved_stdout
+    if VERBOSE:
+        yield
+        return
     with _quiet_lock:
         if _quiet_depth == 0:
             _saved_stdout, sys.stdout = sys.stdout, io.StringIO()
@@ -58,12 +63,13 @@ def import_syft():
     """Import PySyft once, with its progress bars and log noise turned off (5-13 s)."""
     global _syft
     if _syft is None:
-        os.environ.setdefault("TQDM_DISABLE", "1")
+        if not VERBOSE:
+            os.environ.setdefault("TQDM_DISABLE", "1")
         import syft  # prints nothing itself; may run in a background thread
-        # PySyft adds a root stderr handler at import; keep only errors.
-        logging.getLogger().setLevel(logging.ERROR)
-        for name in ("syft", "urllib3"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+        if not VERBOSE:  # PySyft adds a root stderr handler at import; keep only errors
+            logging.getLogger().setLevel(logging.ERROR)
+            for name in ("syft", "urllib3"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
         _syft = syft
     return _syft
 
