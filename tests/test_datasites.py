@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import os
 from textwrap import dedent
 
 import numpy as np
@@ -62,13 +63,20 @@ def test_wrong_password_and_unreachable_site_get_clear_errors(datasites):
 # ---- attacks, from a second researcher account so the main one stays clean ----
 
 @pytest.fixture(scope="module")
-def attacker(datasites):
-    sy = import_syft()
+def admin(datasites):
     site = datasites.sites[0]
     with quiet_stdout():
-        admin = sy.login(url=site.url, email=ADMIN_EMAIL, password=site.admin_password)
-        admin.users.create(name="Mallory", email="mallory@fedsyft.org", password="pw-mallory-1", password_verify="pw-mallory-1")
-    return SyftSite.connect(SiteCredentials(site.name, site.url, "mallory@fedsyft.org", "pw-mallory-1"))
+        return import_syft().login(url=site.url, email=ADMIN_EMAIL, password=site.admin_password)
+
+
+@pytest.fixture
+def attacker(admin, datasites, request):
+    """A fresh researcher account per attack (PySyft refuses a second request for the same code text)."""
+    site = datasites.sites[0]
+    email = f"mallory-{abs(hash(request.node.name)) % 10**8}@fedsyft.org"
+    with quiet_stdout():
+        admin.users.create(name="Mallory", email=email, password="pw-mallory-1", password_verify="pw-mallory-1")
+    return SyftSite.connect(SiteCredentials(site.name, site.url, email, "pw-mallory-1"))
 
 
 def steal_rows(data, global_params, config):
@@ -76,18 +84,22 @@ def steal_rows(data, global_params, config):
     return {"rows": X[:100], "labels": y[:100]}
 
 
+MARKER = "/tmp/fedsyft-test-attack-ran"  # the attacks below would create it if they ever ran
+
+
 def read_host_file(data, global_params, config):
+    open("/tmp/fedsyft-test-attack-ran", "w").write("ran")
     return open("/etc/passwd").read()
 
 
-def _wrap(site, function):
+def _wrap(site, function, asset=None, output_policy=None):
     sy = import_syft()
     from syft.service.policy.policy import OutputPolicyExecuteCount
 
     with quiet_stdout():
         return sy.syft_function(
-            input_policy=sy.MixedInputPolicy(client=site.client, data=site.asset, global_params=dict, config=dict),
-            output_policy=OutputPolicyExecuteCount(limit=10),
+            input_policy=sy.MixedInputPolicy(client=site.client, data=asset or site.asset, global_params=dict, config=dict),
+            output_policy=output_policy or OutputPolicyExecuteCount(limit=10),
         )(function)
 
 
@@ -105,20 +117,58 @@ def _changed_local_train(tmp_path):
     return module.local_train
 
 
-@pytest.mark.parametrize("make", [lambda tmp: steal_rows, lambda tmp: read_host_file, _changed_local_train],
-                         ids=["returns-private-rows", "reads-host-files", "one-line-changed"])
-def test_policy_denies_foreign_code_and_it_never_runs(attacker, datasites, tmp_path, make):
-    function = make(tmp_path)
-    name = function.__name__
-    wrapped = _wrap(attacker, function)
+def _denied_and_never_run(attacker, datasites, wrapped, name, code_sha256, reason):
     attacker.submit(wrapped)
-    with pytest.raises(SiteError, match="denied the code request: fedsyft policy: "):
+    with pytest.raises(SiteError, match=f"denied the code request: fedsyft policy: .*{reason}"):
         attacker.wait_for_approval(timeout=30, function_name=name)
     with pytest.raises(SiteError, match="DENIED|denied"):
-        attacker.call(name, global_params={}, config={})
+        attacker.call(name, global_params={}, config=dict(task.DEFAULT_TRAIN_CONFIG))
+    entries = [e for e in map(json.loads, datasites.sites[0].audit_log.read_text().splitlines())
+               if e["code_sha256"] == code_sha256 and e["requester"] == attacker.credentials.email]
+    assert entries and all(e["decision"] == "denied" and e["function"] == name for e in entries)
+    assert not os.path.exists(MARKER)
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda tmp: steal_rows, "is not 'local_train'"),
+    (lambda tmp: read_host_file, "is not 'local_train'"),
+    (_changed_local_train, "not on the allowlist"),
+], ids=["returns-private-rows", "reads-host-files", "one-line-changed"])
+def test_policy_denies_foreign_code_and_it_never_runs(attacker, datasites, tmp_path, make, reason):
+    if os.path.exists(MARKER):
+        os.remove(MARKER)
+    function = make(tmp_path)
     submitted = source_sha256(dedent(inspect.getsource(function)))
     assert submitted != training_code_sha256()
-    entries = [e for e in map(json.loads, datasites.sites[0].audit_log.read_text().splitlines())
-               if e["code_sha256"] == submitted]
-    assert [e["decision"] for e in entries] == ["denied"]
-    assert entries[0]["requester"] == "mallory@fedsyft.org" and entries[0]["function"] == name
+    _denied_and_never_run(attacker, datasites, _wrap(attacker, function), function.__name__, submitted, reason)
+
+
+def test_policy_denies_the_training_function_on_data_it_was_not_meant_to_use(attacker, admin, datasites):
+    sy = import_syft()
+    with quiet_stdout():
+        admin.upload_dataset(sy.Dataset(name="patients", asset_list=[sy.Asset(
+            name="records", data=(np.ones((20, 784), np.uint8), np.zeros(20, np.int64)),
+            mock=(np.zeros((20, 784), np.uint8), np.zeros(20, np.int64)))]))
+    with quiet_stdout():
+        other = [a for d in attacker.client.datasets.get_all() if d.name == "patients" for a in d.assets][0]
+    wrapped = _wrap(attacker, task.local_train, asset=other)
+    _denied_and_never_run(attacker, datasites, wrapped, "local_train", training_code_sha256(), "training asset")
+
+
+class LeakyOutputPolicy(import_syft().CustomOutputPolicy):
+    """A custom output policy: PySyft would run this class's code on the datasite."""
+
+    def __init__(self):
+        self.state = {}
+
+    def apply_to_output(self, context, outputs, update_policy=True):
+        open("/tmp/fedsyft-test-attack-ran", "w").write("ran")
+        return outputs
+
+    def update_policy(self, context, outputs):
+        pass
+
+
+def test_policy_denies_the_exact_training_function_with_a_custom_policy_class(attacker, datasites):
+    wrapped = _wrap(attacker, task.local_train, output_policy=LeakyOutputPolicy())
+    _denied_and_never_run(attacker, datasites, wrapped, "local_train", training_code_sha256(), "output policy")

@@ -10,6 +10,10 @@ from fedsyft.task import DEFAULT_TRAIN_CONFIG, evaluate, local_train
 CONFIG = dict(DEFAULT_TRAIN_CONFIG)
 
 
+def _params(out):
+    return {"coef": out["coef"], "intercept": out["intercept"]}
+
+
 @pytest.fixture(scope="module")
 def shard(small_shards):
     return small_shards[0].X, small_shards[0].y
@@ -54,7 +58,7 @@ def test_result_is_parameters_and_metrics_only(shard):
 
 def test_local_split_is_fixed_across_rounds(shard):
     a = local_train(shard, None, {**CONFIG, "local_iters": 3})
-    b = local_train(shard, a, {**CONFIG, "local_iters": 3})
+    b = local_train(shard, _params(a), {**CONFIG, "local_iters": 3})
     # same held-out rows in both rounds: the confusion matrices cover the same labels
     assert np.array_equal(np.asarray(a["confusion_matrix"]).sum(axis=1), np.asarray(b["confusion_matrix"]).sum(axis=1))
     again = local_train(shard, None, {**CONFIG, "local_iters": 3})
@@ -67,7 +71,7 @@ def test_a_site_missing_classes_still_returns_ten_classes(shard):
     out = local_train((X[keep], y[keep]), None, CONFIG)
     assert "error" not in out, out.get("error")
     assert out["coef"].shape == (10, 784)
-    again = local_train((X[keep], y[keep]), out, CONFIG)  # warm start with absent classes
+    again = local_train((X[keep], y[keep]), _params(out), CONFIG)  # warm start with absent classes
     assert "error" not in again
 
 
@@ -75,7 +79,12 @@ def test_a_site_missing_classes_still_returns_ten_classes(shard):
     ({"coef": np.zeros((10, 5)), "intercept": np.zeros(10)}, CONFIG, "global params must be"),
     ({"coef": np.full((10, 784), np.nan), "intercept": np.zeros(10)}, CONFIG, "NaN or inf"),
     (None, {**CONFIG, "extra": 1}, "exactly the keys"),
-    ({"intercept": np.zeros(10)}, CONFIG, "KeyError"),
+    ({"intercept": np.zeros(10)}, CONFIG, "exactly the keys coef and intercept"),
+    ({"coef": np.zeros((10, 784)), "intercept": np.zeros(10), "x": 1}, CONFIG, "exactly the keys coef"),
+    (None, {**CONFIG, "local_iters": 10**9}, "out of range"),
+    (None, {**CONFIG, "test_fraction": 0.0}, "out of range"),
+    (None, {**CONFIG, "l2": -1.0}, "out of range"),
+    (None, {**CONFIG, "local_iters": "many"}, "ValueError"),
 ])
 def test_bad_input_comes_back_as_an_error_message(shard, params, config, message):
     out = local_train(shard, params, config)

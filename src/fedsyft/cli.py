@@ -126,7 +126,8 @@ def launch(
             from .data import load_mnist
 
             datasites.shards = shard_mnist(load_mnist(data_dir), sites, seed)
-        typer.echo(f"Starting {sites} datasites (state: {datasites.state_dir}) ...")
+        where = "a temporary state, deleted on exit" if datasites.temporary else f"state: {datasites.state_dir}"
+        typer.echo(f"Starting {sites} datasites ({where}) ...")
         datasites.start()
     except KeyboardInterrupt:
         fail("interrupted while starting; every datasite started was stopped", 130)

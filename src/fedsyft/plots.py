@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .history import History
 
-from .history import History  # noqa: E402
+# Figures are made with matplotlib's object API, not pyplot: no global backend is
+# chosen or changed (so notebooks keep their inline display), and nothing is kept
+# in pyplot's figure registry.
 
 ACCURACY_PNG = "accuracy.png"
 CONFUSION_PNG = "confusion_matrices.png"
@@ -19,7 +20,8 @@ CONFUSION_PNG = "confusion_matrices.png"
 def accuracy_figure(history: History):
     """Global and per-site test accuracy per round."""
     rounds = [r.round for r in history.rounds]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
     ax.plot(rounds, [r.global_.test_accuracy for r in history.rounds], "o-", lw=2.5, color="black",
             label="global model (10,000 test images)")
     names = list(dict.fromkeys(n for r in history.rounds for n in (*r.sites, *r.failures)))
@@ -41,7 +43,8 @@ def confusion_figure(history: History):
     last = history.rounds[-1]
     panels = [(f"{n}\n(local test)", s.confusion_matrix) for n, s in last.sites.items() if s.confusion_matrix]
     panels.append((f"global model, round {last.round}\n(test set)", last.global_.confusion_matrix))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
+    fig = Figure(figsize=(3.6 * len(panels), 3.6))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (title, cm) in zip(axes[0], panels):
         cm = np.asarray(cm)
         ax.imshow(cm, cmap="Blues")
@@ -62,8 +65,6 @@ def write_plots(history: History, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     written = []
     for name, make in ((ACCURACY_PNG, accuracy_figure), (CONFUSION_PNG, confusion_figure)):
-        fig = make(history)
-        fig.savefig(out_dir / name, dpi=120)
-        plt.close(fig)
+        make(history).savefig(out_dir / name, dpi=120)
         written.append(out_dir / name)
     return written

@@ -13,10 +13,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from . import plots  # first: it selects the file-only Agg backend
+from . import plots
 from .history import History
-
-import matplotlib.pyplot as plt  # noqa: E402  (after plots, see above)
 
 REPORT_FILE = "report.html"
 PARAM_BYTES = (10 * 784 + 10) * 4  # coef + intercept, float32: what one copy of the model weighs
@@ -64,12 +62,9 @@ def _table(header: list[str], rows: list[list[str]], extra_header: str = "", num
 
 
 def _png(fig) -> str:
-    """The figure as a base64 PNG data URI; closed afterwards so repeated reports do not leak memory."""
+    """The figure as a base64 PNG data URI."""
     buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=110)
-    finally:
-        plt.close(fig)
+    fig.savefig(buf, format="png", dpi=110)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 

@@ -57,9 +57,14 @@ def local_train(data, global_params, config):
         expected = {"seed", "test_fraction", "local_iters", "l2"}
         if not isinstance(config, dict) or set(config) != expected:
             raise ValueError(f"config must have exactly the keys {sorted(expected)}")
+        if not (1 <= int(config["local_iters"]) <= 1000 and 0 < float(config["test_fraction"]) <= 0.5
+                and 0 < float(config["l2"]) < 1e3):  # bounds keep one call from tying up the datasite
+            raise ValueError("config out of range: local_iters 1-1000, test_fraction (0, 0.5], l2 (0, 1000)")
         X, y = data
         classes = np.arange(10)
         if global_params:  # None or {} in round 1: start from scratch
+            if set(global_params) != {"coef", "intercept"}:
+                raise ValueError("global params must have exactly the keys coef and intercept")
             coef = np.asarray(global_params["coef"], dtype=np.float32)
             intercept = np.asarray(global_params["intercept"], dtype=np.float32)
             if coef.shape != (10, X.shape[1]) or intercept.shape != (10,):

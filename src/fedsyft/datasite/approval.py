@@ -10,7 +10,7 @@ A request is approved when
    text is on the allowlist (by default: fedsyft's own ``task.local_train``);
 3. its input policy is PySyft's built-in ``MixedInputPolicy`` and its output policy
    the built-in ``OutputPolicyExecuteCount`` (a custom policy class is code too);
-4. the input policy binds ``data`` to one of this datasite's own assets and
+4. the input policy binds ``data`` to this datasite's training asset and
    ``global_params`` and ``config`` to plain dicts owned by the researcher, on this
    datasite only, and the function calls no other submitted code.
 
@@ -92,7 +92,7 @@ class ApprovalPolicy:
             (f.servers == (self.server_id,), "the input policy must bind inputs on this datasite only"),
             (f.inputs == EXPECTED_INPUTS, f"inputs {f.inputs} are not {EXPECTED_INPUTS}"),
             (len(f.bound_assets) == 1 and set(f.bound_assets) <= self.asset_ids,
-             "the code must use this datasite's own asset"),
+             "the code must use this datasite's training asset and nothing else"),
             (not f.nested, "the code calls other submitted code"),
         ]
         for ok, reason in checks:
@@ -173,11 +173,12 @@ def review(request: Any, policy: ApprovalPolicy, audit: AuditLog) -> Decision:
         decision = policy.decide(facts)
     except Exception as e:  # fail closed: what cannot be inspected is not run
         facts, decision = None, Decision(False, f"request could not be inspected ({type(e).__name__})")
+    # Logged before it takes effect: nobody sees an approval the audit log does not hold yet.
+    audit.record(facts, decision, request_id=str(getattr(request, "id", "")))
     if decision.approve:
         request.approve()
     else:
         request.deny(reason=f"fedsyft policy: {decision.reason}")
-    audit.record(facts, decision, request_id=str(getattr(request, "id", "")))
     return decision
 
 

@@ -134,9 +134,14 @@ class Datasites:
             raise LaunchError(f"{len(self.names)} names given for {n_sites} sites")
         self.host, self.port_base, self.ready_timeout = host, port_base, ready_timeout
         self.temporary = state_dir is None
-        self.state_dir = Path(tempfile.mkdtemp(prefix="fedsyft-")) if state_dir is None else Path(state_dir).resolve()
+        self._state_dir = None if state_dir is None else Path(state_dir).resolve()
         self.shards, self.mock_seed, self.mock_rows, self.manual_approval = shards, mock_seed, mock_rows, manual_approval
         self.sites: list[RunningSite] = []
+
+    @property
+    def state_dir(self) -> Path | None:
+        """Where the datasites keep their state (for a temporary state: None until :meth:`start`)."""
+        return self._state_dir
 
     @property
     def sites_file(self) -> Path:
@@ -147,6 +152,8 @@ class Datasites:
 
     def needs_data(self) -> bool:
         """Whether some site has no dataset yet (so shards must be given)."""
+        if self._state_dir is None:
+            return True  # a fresh temporary state holds nothing
         return any(not (self.site_dir(i) / "provisioned").exists() for i in range(len(self.names)))
 
     def start(self) -> Datasites:
@@ -154,6 +161,8 @@ class Datasites:
         busy = [self.port_base + i for i in range(len(self.names)) if not port_is_free(self.host, self.port_base + i)]
         if busy:
             raise LaunchError(f"port {busy[0]} on {self.host} is already in use (choose another --port-base)")
+        if self.temporary:  # made only now, once the ports are known to be free
+            self._state_dir = Path(tempfile.mkdtemp(prefix="fedsyft-"))
         _private_dir(self.state_dir)
         try:
             for i, name in enumerate(self.names):
@@ -224,8 +233,8 @@ class Datasites:
                 site.process.kill()
                 site.process.wait()
         self.sites = []
-        if self.temporary:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
+        if self.temporary and self._state_dir is not None:
+            shutil.rmtree(self._state_dir, ignore_errors=True)
         else:
             for i in range(len(self.names)):
                 (self.site_dir(i) / "ready.json").unlink(missing_ok=True)

@@ -111,7 +111,8 @@ def serve(state: Path) -> None:
             timings["provision_seconds"] = round(time.perf_counter() - t, 3)
             (state / "provisioned").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             (state / "shard.npz").unlink()  # the datasite's database holds the data now
-        assets = [a for d in root.datasets.get_all() for a in d.assets]
+        # Only the training asset may be bound: data the owner uploads later stays out of reach.
+        assets = [a for d in root.datasets.get_all() if d.name == DATASET_NAME for a in d.assets if a.name == ASSET_NAME]
     policy = ApprovalPolicy(
         allowed_sha256=frozenset([training_code_sha256(), *spec.get("extra_allowed_sha256", [])]),
         server_id=str(worker.id),
