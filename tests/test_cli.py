@@ -250,3 +250,56 @@ def test_a_killed_simulation_resumes_to_the_same_model(data_dir, tmp_path):
     assert json.loads((out / "metrics.json").read_text())["final"]["rounds_completed"] == 12
     again = fedsyft("simulate", "--resume", out)
     assert_one_line_error(again, "nothing to do")
+
+
+@pytest.mark.integration
+def test_manual_approval_by_the_data_owner(data_dir, tmp_path):
+    from test_datasites import _wrap, steal_rows
+
+    from fedsyft.connection import read_sites_file
+    from fedsyft.experiment import connect_sites
+
+    port = free_port_base(1)
+    state = tmp_path / "state"
+    launch = Launched("--sites", 1, "--port-base", port, "--state", state, "--data-dir", data_dir, "--manual-approval")
+    try:
+        launch.wait_for("Press Ctrl-C")
+        assert any("fedsyft requests --state" in line for line in launch.stdout)
+        [site] = connect_sites(read_sites_file(state / "sites.json"))
+        site.submit()
+        time.sleep(1.5)
+        assert site.request_status()[0] == "pending"  # nothing approves it automatically
+        listed = fedsyft("requests", "--state", state, "--source")
+        assert listed.returncode == 0, listed.stderr
+        assert "local_train" in listed.stdout and "approve" in listed.stdout and "def local_train" in listed.stdout
+        [training] = [r for r in site.client.requests.get_all() if r.code.service_func_name == "local_train"]
+        approved = fedsyft("approve", str(training.id)[:10], "--state", state)
+        assert approved.returncode == 0 and "Approved request" in approved.stdout, approved.stderr
+        site.wait_for_approval(timeout=10)
+
+        site.submit(_wrap(site, steal_rows))
+        time.sleep(1.0)
+        [foreign] = [r for r in site.client.requests.get_all() if r.code.service_func_name == "steal_rows"]
+        refused = fedsyft("approve", str(foreign.id), "--state", state)
+        assert_one_line_error(refused, "the policy would deny", "--force")
+        denied = fedsyft("approve", str(foreign.id), "--state", state, "--deny", "--reason", "not our code")
+        assert denied.returncode == 0, denied.stderr
+        status, reason = site.request_status("steal_rows")
+        assert status == "denied" and "not our code" in reason
+        decisions = [json.loads(line) for line in (state / "site-1" / "audit.jsonl").read_text().splitlines()]
+        assert [(d["function"], d["decision"]) for d in decisions] == [("local_train", "approved"), ("steal_rows", "denied")]
+        assert all(d["reason"].startswith("manual: ") for d in decisions)
+        assert fedsyft("requests", "--state", state).stdout.strip() == "No pending code requests."
+
+        # credentials never reach logs or process arguments
+        secrets = json.loads((state / "site-1" / "secrets.json").read_text())
+        server_pid = json.loads((state / "site-1" / "ready.json").read_text())["pid"]
+        for pid in (server_pid, launch.process.pid):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            assert secrets["admin_password"] not in cmdline and secrets["researcher_password"] not in cmdline
+        log = (state / "site-1" / "server.log").read_text(errors="replace")
+        assert secrets["admin_password"] not in log and secrets["researcher_password"] not in log
+    finally:
+        launch.process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert launch.process.wait(timeout=60) == 0
+    assert port_is_free("127.0.0.1", port)

@@ -114,14 +114,18 @@ def launch(
     seed: int = typer.Option(0, "--seed", help="Seed of the IID split of the training images over the sites."),
     state: Optional[Path] = typer.Option(None, "--state", help="Keep the datasites' databases, accounts, data and approvals here, and reuse them on the next launch; sites.json goes here too. Default: a temporary state, deleted on exit, with sites.json in .fedsyft/."),
     data_dir: Optional[Path] = DATA_DIR,
+    manual_approval: bool = typer.Option(False, "--manual-approval", help="No automatic policy: review each code request yourself with 'fedsyft requests' and 'fedsyft approve' (needs --state)."),
 ) -> None:
     """Data owner: start datasites holding disjoint MNIST shards and keep them running until Ctrl-C."""
     from .datasite.launch import Datasites, shard_mnist
 
     _raise_on_sigterm()
     sites_file = (state / SITES_FILE) if state else DEFAULT_SITES_FILE
+    if manual_approval and state is None:
+        fail("--manual-approval needs --state DIR, where 'fedsyft requests' and 'fedsyft approve' find the datasites")
     try:
-        datasites = Datasites(None, n_sites=sites, port_base=port_base, host=host, state_dir=state, mock_seed=seed)
+        datasites = Datasites(None, n_sites=sites, port_base=port_base, host=host, state_dir=state, mock_seed=seed,
+                              manual_approval=manual_approval)
         if datasites.needs_data():
             from .data import load_mnist
 
@@ -140,6 +144,8 @@ def launch(
             write_sites_file(sites_file, [s.credentials for s in datasites.sites])
         _print_banner(datasites.sites)
         typer.echo(f"Connection file for researchers: {sites_file} (mode 0600)")
+        if manual_approval:
+            typer.echo(f"Manual approval: review requests with 'fedsyft requests --state {state}'")
         typer.echo(f"Approval decisions: {datasites.state_dir}/site-*/audit.jsonl")
         typer.echo("Press Ctrl-C to stop.")
         threading.Event().wait()
@@ -341,6 +347,62 @@ def simulate(
         fail(str(e))
     finally:
         output.close()
+
+
+OWNER_STATE = typer.Option(Path(".fedsyft"), "--state", help="The state folder given to 'fedsyft launch --state'.")
+
+
+@app.command("requests")
+def list_requests(
+    state: Path = OWNER_STATE,
+    source: bool = typer.Option(False, "--source", help="Print each request's full source code."),
+) -> None:
+    """Data owner: list pending code requests on your datasites, with what the automatic policy would decide."""
+    from rich.console import Console
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    from .datasite.review import ReviewError, connect_as_owner, pending_requests
+
+    try:
+        pending = pending_requests(connect_as_owner(state))
+    except (ReviewError, *USER_ERRORS) as e:
+        fail(str(e))
+    if not pending:
+        typer.echo("No pending code requests.")
+        return
+    table = Table(title=f"{len(pending)} pending code request(s)", title_justify="left")
+    for column in ("id", "site", "requester", "function", "code sha256", "policy would"):
+        table.add_column(column)
+    for p in pending:
+        verdict = "approve" if p.verdict.approve else f"deny: {p.verdict.reason}"
+        table.add_row(p.facts.request_id[:12], p.site, p.facts.requester, p.facts.function,
+                      p.facts.code_sha256[:12], verdict)
+    console = Console()
+    console.print(table)
+    for p in pending if source else []:
+        console.print(f"\n[bold]{p.facts.request_id[:12]}[/] on {p.site}:")
+        console.print(Syntax(p.source, "python", line_numbers=True))
+    typer.echo("Decide with: fedsyft approve ID [--deny --reason TEXT]")
+
+
+@app.command()
+def approve(
+    request_id: str = typer.Argument(..., help="The request's id, or its first characters (see 'fedsyft requests')."),
+    state: Path = OWNER_STATE,
+    deny: bool = typer.Option(False, "--deny", help="Deny the request instead of approving it."),
+    reason: str = typer.Option("", "--reason", help="Shown to the researcher and written to the audit log."),
+    force: bool = typer.Option(False, "--force", help="Approve even what the automatic policy would deny (the code runs inside your datasite, unsandboxed)."),
+) -> None:
+    """Data owner: approve (or --deny) one pending code request."""
+    from .datasite.review import ReviewError, connect_as_owner, decide
+
+    try:
+        done = decide(connect_as_owner(state), request_id, approve=not deny, reason=reason, force=force)
+    except (ReviewError, *USER_ERRORS) as e:
+        fail(str(e))
+    typer.echo(f"{'Denied' if deny else 'Approved'} request {done.facts.request_id[:12]} "
+               f"({done.facts.function} from {done.facts.requester}) on {done.site}.")
 
 
 @app.command()
