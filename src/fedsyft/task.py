@@ -79,9 +79,10 @@ def local_train(data, global_params, config):
         # Zero-weight rows for classes this site lacks keep the model at 10 classes
         # (warm start needs it) without changing the objective.
         missing = np.setdiff1d(classes, ytr)
-        weights = np.r_[np.ones(n_train), np.zeros(len(missing))]
-        Xfit = np.vstack([Xtr, np.zeros((len(missing), Xtr.shape[1]), np.float32)])
-        yfit = np.r_[ytr, missing]
+        Xfit, yfit, weights = Xtr, ytr, None
+        if missing.size:
+            Xfit = np.vstack([Xtr, np.zeros((len(missing), Xtr.shape[1]), np.float32)])
+            yfit, weights = np.r_[ytr, missing], np.r_[np.ones(n_train), np.zeros(len(missing))]
         model = LogisticRegression(C=1.0 / (float(config["l2"]) * n_train),
                                    max_iter=int(config["local_iters"]), warm_start=True)
         if global_params:
