@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -29,20 +28,12 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from conftest import free_port_base  # noqa: E402
 
 from fedsyft.data import load_mnist  # noqa: E402
-from fedsyft.datasite.launch import Datasites, port_is_free, shard_mnist  # noqa: E402
+from fedsyft.datasite.launch import Datasites, port_is_free, serving, shard_mnist  # noqa: E402
 from fedsyft.experiment import RunConfig, connect_sites, request_approval, run_experiment  # noqa: E402
 from fedsyft.sites import LocalSite  # noqa: E402
 
 KILL_AFTER = (12, 30)
 DOWN_FOR = 5
-
-
-def _serving(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/api/v2/metadata", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 class Saboteur:
@@ -77,7 +68,7 @@ class Saboteur:
             start = time.perf_counter()
             process = subprocess.Popen([sys.executable, "-m", "fedsyft.datasite.server", str(self.victim.state)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            while not _serving(self.victim.url):
+            while not serving(self.victim.url):
                 if process.poll() is not None or time.perf_counter() - start > 180:
                     raise SystemExit("site 3 did not come back")
                 time.sleep(0.5)

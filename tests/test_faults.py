@@ -8,25 +8,16 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import numpy as np
 import pytest
 from conftest import free_port_base
 
-from fedsyft.datasite.launch import Datasites
+from fedsyft.datasite.launch import Datasites, serving
 from fedsyft.experiment import RunConfig, connect_sites, request_approval, run_experiment
 from fedsyft.sites import SiteError
 
 pytestmark = pytest.mark.integration
-
-
-def _serving(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/api/v2/metadata", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def test_a_killed_site_is_left_out_and_rejoins_after_a_restart(small_shards, mnist, tmp_path):
@@ -54,7 +45,7 @@ def test_a_killed_site_is_left_out_and_rejoins_after_a_restart(small_shards, mni
             restarted = subprocess.Popen([sys.executable, "-m", "fedsyft.datasite.server", str(victim.state)],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             deadline = time.monotonic() + 120
-            while not _serving(victim.url):
+            while not serving(victim.url):
                 assert time.monotonic() < deadline and restarted.poll() is None, "restarted datasite did not serve"
                 time.sleep(0.5)
             result = run_experiment(sites, RunConfig(rounds=3, **config), mnist.test, out, resume=True)

@@ -1,4 +1,4 @@
-"""The ``fedsyft`` command: launch | run | demo | simulate | report.
+"""The ``fedsyft`` command: launch | run | demo | simulate | report, and requests | approve for data owners.
 
 Thin by design: it parses options, calls the modules that do the work, and turns
 every user mistake into one ``error: ...`` line and a non-zero exit.
@@ -183,10 +183,10 @@ def run(
     try:
         from .data import load_mnist
 
-        config, out = _resumed(resume, out) if resume else (_run_config(rounds, seed, local_iters, l2, unweighted), out)
-        if resume and data_dir is None:
-            stored = json.loads((resume / "config.json").read_text()).get("test_data_dir")
-            data_dir = Path(stored) if stored else None
+        config = _run_config(rounds, seed, local_iters, l2, unweighted)
+        if resume:
+            config, out, stored = _resumed(resume, out)
+            data_dir = data_dir or (Path(stored["test_data_dir"]) if stored.get("test_data_dir") else None)
         credentials = read_sites_file(sites_file)
         _federate_remote(output, credentials, config, out, load_mnist(data_dir).test, approval_timeout,
                          min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None,
@@ -200,15 +200,16 @@ def run(
 
 
 def _resumed(run_dir: Path, out: Optional[Path]):
-    """The settings of the run to continue, read from its config.json."""
+    """The settings of the run to continue: its RunConfig, directory and whole stored config."""
     from .experiment import RunConfig
 
     if out is not None and out.resolve() != run_dir.resolve():
         raise ValueError("--resume continues in its own run directory; leave out --out")
     try:
-        return RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())), run_dir
+        stored = json.loads((run_dir / "config.json").read_text())
     except FileNotFoundError:
         raise ValueError(f"{run_dir} is not a run directory (no config.json)") from None
+    return RunConfig.from_dict(stored), run_dir, stored
 
 
 def _federate_remote(output, credentials, config, out, test, approval_timeout, timings=None, syft_import=None,
@@ -324,8 +325,7 @@ def simulate(
     try:
         config = _run_config(rounds, seed, local_iters, l2, unweighted)
         if resume:
-            config, out = _resumed(resume, out)
-            stored = json.loads((resume / "config.json").read_text())
+            config, out, stored = _resumed(resume, out)
             sites, partition = len(stored["sites"]), Partition(stored.get("partition", "iid"))
             alpha = stored.get("alpha", alpha)
             data_dir = data_dir or (Path(stored["data_dir"]) if stored.get("data_dir") else None)

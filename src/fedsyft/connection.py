@@ -13,6 +13,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 SITES_FILE = "sites.json"
+#: What every fedsyft datasite publishes and the researcher looks for.
+DATASET_NAME = "mnist-shard"
+ASSET_NAME = "train"
 
 
 class ConnectionFileError(ValueError):

@@ -103,7 +103,7 @@ def run_experiment(
     timings : seconds of set-up steps, stored under ``timings`` in metrics.json.
     min_sites, site_timeout : the quorum and per-call timeout; see :func:`fedsyft.federate`.
     resume : continue the run in ``out_dir`` from its last finished round. Every round
-        is checkpointed there (global parameters in model.npz, history in metrics.json);
+        is checkpointed there (checkpoint.npz: global parameters and history in one file);
         nothing random happens on the researcher's side, so a resumed run ends with
         the same parameters as one that was never interrupted.
     """

@@ -193,9 +193,11 @@ class Datasites:
                 "mock_seed": self.mock_seed + i, "mock_rows": self.mock_rows, "manual_approval": self.manual_approval}
         (state / "site.json").write_text(json.dumps(spec, indent=2))
         log = open(state / "server.log", "ab")
+        # One BLAS thread per datasite (faster on 2 cores); set before the child loads numpy.
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         process = subprocess.Popen(
             [sys.executable, "-m", "fedsyft.datasite.server", str(state)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,  # Ctrl-C reaches the launcher, which stops the sites in order
         )
         log.close()
@@ -213,7 +215,7 @@ class Datasites:
                 if code is not None:
                     raise LaunchError(f"datasite {site.name!r} exited with code {code} while starting: "
                                       f"{_last_line(site.state / 'server.log')} (log: {site.state / 'server.log'})")
-                if (site.state / "ready.json").exists() and _answers(site.url):
+                if (site.state / "ready.json").exists() and serving(site.url):
                     waiting.remove(site)
             if waiting and time.monotonic() > deadline:
                 raise LaunchError(f"datasite {waiting[0].name!r} did not answer within {self.ready_timeout:.0f} s "
@@ -246,7 +248,8 @@ class Datasites:
         self.stop()
 
 
-def _answers(url: str) -> bool:
+def serving(url: str) -> bool:
+    """Whether a datasite answers at ``url`` (PySyft's metadata route returns 200)."""
     try:
         with urllib.request.urlopen(f"{url}/api/v2/metadata", timeout=2) as r:
             return r.status == 200

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..connection import ASSET_NAME, DATASET_NAME
 from .approval import ApprovalPolicy, AuditLog, Decision, RequestFacts, facts_from_request, training_code_sha256
-from .server import ADMIN_EMAIL, ASSET_NAME, DATASET_NAME
+from .server import ADMIN_EMAIL
 
 
 class ReviewError(ValueError):

@@ -23,13 +23,8 @@ import threading
 import time
 from pathlib import Path
 
-# Before numpy/syft load: one BLAS thread per datasite (faster on 2 cores), no progress bars.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ["TQDM_DISABLE"] = "1"
+from ..connection import ASSET_NAME, DATASET_NAME
 
-DATASET_NAME = "mnist-shard"
-ASSET_NAME = "train"
 ADMIN_EMAIL = "admin@fedsyft.org"
 INLINE_LIMIT_MB = 1000  # keep assets in sqlite: PySyft's blob reads walk every byte in Python (~6.8 s/call)
 
@@ -153,6 +148,7 @@ def serve(state: Path) -> None:
 def main() -> None:
     if len(sys.argv) != 2:
         sys.exit("usage: python -m fedsyft.datasite.server STATE_DIR")
+    os.environ["TQDM_DISABLE"] = "1"  # before PySyft loads: no progress bars in the log
     serve(Path(sys.argv[1]).resolve())
 
 

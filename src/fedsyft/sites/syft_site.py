@@ -21,11 +21,9 @@ import numpy as np
 
 from .. import task
 from ..aggregate import Params
-from ..connection import SiteCredentials
+from ..connection import ASSET_NAME, DATASET_NAME, SiteCredentials
 from .base import SiteError, SiteResult, parse_output, payload_bytes
 
-DATASET_NAME = "mnist-shard"
-ASSET_NAME = "train"
 _syft = None
 #: Show PySyft's own messages and logs (``--verbose``); hidden by default.
 VERBOSE = False
