@@ -146,7 +146,7 @@ def test_launch_serves_a_researcher_and_stops_cleanly_on_sigterm(data_dir, tmp_p
         assert all(s["n_train"] == 2700 for s in doc["rounds"][0]["sites"].values())
         # credentials never reach the run's files
         password = json.loads(sites_file.read_text())["sites"][0]["password"]
-        assert not any(password in p.read_text(errors="ignore") for p in out.iterdir() if p.suffix == ".json")
+        assert not any(password.encode() in p.read_bytes() for p in out.iterdir())  # metrics, report, plots
 
         wrong = tmp_path / "wrong.json"
         doc = json.loads(sites_file.read_text())

@@ -91,12 +91,17 @@ def _output(quiet: bool, json_summary: bool, verbose: bool = False):
     return Output(quiet=quiet, json_summary=json_summary)
 
 
-def _raise_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt so `finally` blocks stop the datasites."""
+def _interrupt_on_signals() -> None:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt, so `finally` blocks stop the datasites.
+
+    SIGINT is set explicitly too: a process started in the background by a
+    non-interactive shell inherits SIGINT as ignored, and Python keeps it that way.
+    """
 
     def handler(signum, frame):
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, handler)
 
 
@@ -119,7 +124,7 @@ def launch(
     """Data owner: start datasites holding disjoint MNIST shards and keep them running until Ctrl-C."""
     from .datasite.launch import Datasites, shard_mnist
 
-    _raise_on_sigterm()
+    _interrupt_on_signals()
     sites_file = (state / SITES_FILE) if state else DEFAULT_SITES_FILE
     if manual_approval and state is None:
         fail("--manual-approval needs --state DIR, where 'fedsyft requests' and 'fedsyft approve' find the datasites")
@@ -263,7 +268,7 @@ def demo(
     from .datasite.launch import Datasites, shard_mnist
     from .sites.syft_site import import_syft
 
-    _raise_on_sigterm()
+    _interrupt_on_signals()
     output = _output(quiet, False, verbose)
     start = time.perf_counter()
     datasites = None
