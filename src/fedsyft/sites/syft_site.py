@@ -160,6 +160,9 @@ class SyftSite:
         while True:
             status, reason = self.request_status(function_name)
             if status == "approved":
+                # PySyft rebuilds the client's API to include newly approved code on first
+                # use (~0.7 s): do it now, as set-up, rather than inside the first round.
+                getattr(self.client.code, function_name)
                 return
             if status == "denied":
                 raise SiteError(self.name, f"the data owner's policy denied the code request: {reason}")
