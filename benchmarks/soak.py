@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+import numpy as np
 import psutil
 
 HERE = Path(__file__).resolve().parent
@@ -115,6 +116,14 @@ def main() -> None:
     if victim_back < last and saboteur.victim.name in saboteur.rss.get(victim_back, {}):
         growth[f"{saboteur.victim.name} (since its restart, round {victim_back})"] = round(
             saboteur.rss[last][saboteur.victim.name] / saboteur.rss[victim_back][saboteur.victim.name] - 1, 4)
+    # A least-squares slope over rounds 10..last tells a steady leak from allocator noise in two snapshots.
+    trend = {}
+    for name in saboteur.pids:
+        points = [(r, mb[name]) for r, mb in saboteur.rss.items() if r >= first and name in mb
+                  and (name != saboteur.victim.name or r >= victim_back)]
+        if len(points) > 2:
+            slope = float(np.polyfit([r for r, _ in points], [m for _, m in points], 1)[0])
+            trend[name] = {"mb_per_round": round(slope, 3), "mb_over_40_rounds": round(40 * slope, 1)}
     failures = {r.round: r.failures for r in soak.history.rounds if r.failures}
     result = {
         "rounds": args.rounds, "sites": 3, "rows_per_site": len(shards[0]), "wall_seconds": round(wall, 1),
@@ -122,7 +131,8 @@ def main() -> None:
         "final_accuracy_soak": soak.history.final_accuracy, "final_accuracy_clean": clean.history.final_accuracy,
         "accuracy_gap_pp": round(100 * (clean.history.final_accuracy - soak.history.final_accuracy), 3),
         "rss_mb_round_10": saboteur.rss[first], f"rss_mb_round_{last}": saboteur.rss[last],
-        "rss_growth_round_10_to_last": growth, "leaked_processes": leaked, "ports_free_after": ports_free,
+        "rss_growth_round_10_to_last": growth, "rss_trend_from_round_10": trend,
+        "rss_mb_by_round": saboteur.rss, "leaked_processes": leaked, "ports_free_after": ports_free,
         "round_seconds_median": sorted(r.seconds for r in soak.history.rounds)[len(soak.history.rounds) // 2],
     }
     results = json.loads(args.output.read_text()) if args.output.exists() else {}

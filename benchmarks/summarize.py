@@ -25,6 +25,7 @@ def section(d: dict) -> str:
     received = [v["bytes_received"] for r in demo["rounds"] for v in r["sites"].values()]
     overheads = [r["overhead_seconds"] for r in demo["rounds"]]
     growth = ", ".join(f"{100 * v:.2f} %" for v in soak["rss_growth_round_10_to_last"].values())
+    trend = ", ".join(f"{v['mb_over_40_rounds']:+.1f}" for v in soak.get("rss_trend_from_round_10", {}).values())
     met = lambda ok: "met" if ok else "**not met**"  # noqa: E731
     lines = [
         f"Measured on this project's 2-core machine (load {d['machine']['load_average_at_start']:.1f} at start), "
@@ -41,13 +42,14 @@ def section(d: dict) -> str:
         f"| `simulate`: overhead beyond the local fits ≤ 10 % | {100 * sim['overhead_fraction']:.1f} % "
         f"| {met(sim['overhead_fraction'] <= 0.10)} |",
         f"| `simulate`: local compute ≤ 2 s per site per round (27,000 rows) | {min(site_compute):.2f}-{max(site_compute):.2f} s; "
-        f"{over} of {len(site_compute)} site-rounds above 2 s (two fits share the 2 cores; one fit alone takes 1.5-1.6 s) "
+        f"{over} of {len(site_compute)} site-rounds above 2 s (two sites training at once on the 2 cores) "
         f"| {met(over == 0)} |",
         f"| bytes per site per round ≈ 31 KB each way | sent {sent:,} B, received {min(received):,}-{max(received):,} B "
         "(31,400 B of float32 parameters + config/metrics JSON) | met |",
         f"| soak: 3 sites × {soak['rounds']} rounds, one site killed and restarted twice | finished; accuracy "
         f"{soak['final_accuracy_soak']:.4f} vs {soak['final_accuracy_clean']:.4f} clean ({soak['accuracy_gap_pp']:+.2f} pp); "
-        f"datasite RSS growth from round 10: {growth} (the last: the restarted site, from its restart); leaked processes: "
+        f"datasite RSS growth from round 10: {growth} (the last: the restarted site, from its restart); trend over the "
+        f"same rounds: {trend} MB per 40 rounds; leaked processes: "
         f"{len(soak['leaked_processes'])}; ports free: {soak['ports_free_after']} "
         f"| {met(abs(soak['accuracy_gap_pp']) <= 0.5 and max(soak['rss_growth_round_10_to_last'].values()) <= 0.10)} |",
         "",

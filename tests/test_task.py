@@ -21,7 +21,7 @@ def shard(small_shards):
 
 @pytest.fixture(scope="module")
 def trained(mnist):
-    """A good global model: 30 iterations on 20,000 other rows."""
+    """A good global model: one default local fit on 20,000 other rows."""
     out = local_train((mnist.train.X[-20000:], mnist.train.y[-20000:]), None, CONFIG)
     return {"coef": out["coef"], "intercept": out["intercept"]}
 

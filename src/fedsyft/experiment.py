@@ -41,7 +41,7 @@ class RunConfig:
 
     rounds: int = 5
     seed: int = 0
-    local_iters: int = 30
+    local_iters: int = 25
     l2: float = 1e-5
     test_fraction: float = 0.1
     weighted: bool = True

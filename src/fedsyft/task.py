@@ -20,7 +20,7 @@ from .data import N_CLASSES, N_FEATURES
 DEFAULT_TRAIN_CONFIG = {
     "seed": 0,            # seeds the local train/test split (fixed for the whole run)
     "test_fraction": 0.1, # share of each site's rows held out for its local test metrics
-    "local_iters": 30,    # L-BFGS iterations per round, starting from the global model
+    "local_iters": 25,    # L-BFGS iterations per round, starting from the global model
     "l2": 1e-5,           # L2 strength per mean sample loss; see local_train
 }
 

@@ -109,7 +109,7 @@ def serve(state: Path) -> None:
         # Only the training asset may be bound: data the owner uploads later stays out of reach.
         assets = [a for d in root.datasets.get_all() if d.name == DATASET_NAME for a in d.assets if a.name == ASSET_NAME]
     policy = ApprovalPolicy(
-        allowed_sha256=frozenset([training_code_sha256(), *spec.get("extra_allowed_sha256", [])]),
+        allowed_sha256=frozenset([training_code_sha256()]),
         server_id=str(worker.id),
         asset_ids=frozenset(str(a.action_id) for a in assets),
     )
