@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -45,6 +46,20 @@ class Partition(str, Enum):
 def fail(message: str, code: int = 1) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+INTERRUPTED_RUN = "interrupted; the rounds finished so far are in the run directory"
+
+
+@contextmanager
+def _user_errors(interrupted: str = "interrupted"):
+    """Turn a user's mistake (or Ctrl-C) into one ``error:`` line and a non-zero exit."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        fail(interrupted, 130)
+    except USER_ERRORS as e:
+        fail(str(e))
 
 
 def _version(value: bool) -> None:
@@ -128,7 +143,7 @@ def launch(
     sites_file = (state / SITES_FILE) if state else DEFAULT_SITES_FILE
     if manual_approval and state is None:
         fail("--manual-approval needs --state DIR, where 'fedsyft requests' and 'fedsyft approve' find the datasites")
-    try:
+    with _user_errors("interrupted while starting; every datasite started was stopped"):
         datasites = Datasites(None, n_sites=sites, port_base=port_base, host=host, state_dir=state, mock_seed=seed,
                               manual_approval=manual_approval)
         if datasites.needs_data():
@@ -138,10 +153,6 @@ def launch(
         where = "a temporary state, deleted on exit" if datasites.temporary else f"state: {datasites.state_dir}"
         typer.echo(f"Starting {sites} datasites ({where}) ...")
         datasites.start()
-    except KeyboardInterrupt:
-        fail("interrupted while starting; every datasite started was stopped", 130)
-    except USER_ERRORS as e:
-        fail(str(e))
     try:
         if datasites.sites_file != sites_file.resolve():
             from .connection import write_sites_file
@@ -184,8 +195,7 @@ def run(
     """Researcher: train on the datasites in a sites file with FedAvg."""
     from .connection import read_sites_file
 
-    output = _output(quiet, json_summary, verbose)
-    try:
+    with _output(quiet, json_summary, verbose) as output, _user_errors(INTERRUPTED_RUN):
         from .data import load_mnist
 
         config = _run_config(rounds, seed, local_iters, l2, unweighted)
@@ -196,12 +206,6 @@ def run(
         _federate_remote(output, credentials, config, out, load_mnist(data_dir).test, approval_timeout,
                          min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None,
                          extra={"test_data_dir": str(data_dir.resolve()) if data_dir else None})
-    except KeyboardInterrupt:
-        fail("interrupted; the rounds finished so far are in the run directory", 130)
-    except USER_ERRORS as e:
-        fail(str(e))
-    finally:
-        output.close()
 
 
 def _resumed(run_dir: Path, out: Optional[Path]):
@@ -273,25 +277,22 @@ def demo(
     start = time.perf_counter()
     datasites = None
     try:
-        config = _run_config(rounds, seed, local_iters, l2, False)
-        mnist = load_mnist(data_dir)
-        # PySyft's import takes seconds: do it while the datasites start.
-        syft_import = threading.Thread(target=import_syft, daemon=True)
-        syft_import.start()
-        output.say(f"Starting {sites} datasites on ports {port_base}..{port_base + sites - 1} ...")
-        t0 = time.perf_counter()
-        datasites = Datasites(shard_mnist(mnist, sites, seed), port_base=port_base, mock_seed=seed).start()
-        timings = {"load_data": round(t0 - start, 3), "datasites_start": round(time.perf_counter() - t0, 3)}
-        for key in ("import_seconds", "provision_seconds"):  # the slowest datasite's share of the start
-            timings[f"datasite_{key}"] = max(s.startup.get(key, 0.0) for s in datasites.sites)
-        _print_banner(datasites.sites, output.say)
-        creds = [s.credentials for s in datasites.sites]
-        _federate_remote(output, creds, config, out, mnist.test, approval_timeout=60, timings=timings, syft_import=syft_import,
-                         min_sites=min_sites, site_timeout=site_timeout)
-    except KeyboardInterrupt:
-        fail("interrupted; the datasites were stopped and finished rounds kept", 130)
-    except USER_ERRORS as e:
-        fail(str(e))
+        with _user_errors("interrupted; the datasites were stopped and finished rounds kept"):
+            config = _run_config(rounds, seed, local_iters, l2, False)
+            mnist = load_mnist(data_dir)
+            # PySyft's import takes seconds: do it while the datasites start.
+            syft_import = threading.Thread(target=import_syft, daemon=True)
+            syft_import.start()
+            output.say(f"Starting {sites} datasites on ports {port_base}..{port_base + sites - 1} ...")
+            t0 = time.perf_counter()
+            datasites = Datasites(shard_mnist(mnist, sites, seed), port_base=port_base, mock_seed=seed).start()
+            timings = {"load_data": round(t0 - start, 3), "datasites_start": round(time.perf_counter() - t0, 3)}
+            for key in ("import_seconds", "provision_seconds"):  # the slowest datasite's share of the start
+                timings[f"datasite_{key}"] = max(s.startup.get(key, 0.0) for s in datasites.sites)
+            _print_banner(datasites.sites, output.say)
+            creds = [s.credentials for s in datasites.sites]
+            _federate_remote(output, creds, config, out, mnist.test, approval_timeout=60, timings=timings,
+                             syft_import=syft_import, min_sites=min_sites, site_timeout=site_timeout)
     finally:
         output.close()
         if datasites is not None:
@@ -325,9 +326,8 @@ def simulate(
     from .experiment import default_run_dir, run_experiment
     from .sites import LocalSite
 
-    output = _output(quiet, json_summary)
     start = time.perf_counter()
-    try:
+    with _output(quiet, json_summary) as output, _user_errors(INTERRUPTED_RUN):
         config = _run_config(rounds, seed, local_iters, l2, unweighted)
         if resume:
             config, out, stored = _resumed(resume, out)
@@ -346,12 +346,6 @@ def simulate(
                                 extra=extra, min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None)
         output.close()
         output.summary(result.history, out, time.perf_counter() - start)
-    except KeyboardInterrupt:
-        fail("interrupted; the rounds finished so far are in the run directory", 130)
-    except USER_ERRORS as e:
-        fail(str(e))
-    finally:
-        output.close()
 
 
 OWNER_STATE = typer.Option(Path(".fedsyft"), "--state", help="The state folder given to 'fedsyft launch --state'.")
@@ -367,12 +361,10 @@ def list_requests(
     from rich.syntax import Syntax
     from rich.table import Table
 
-    from .datasite.review import ReviewError, connect_as_owner, pending_requests
+    from .datasite.review import connect_as_owner, pending_requests
 
-    try:
+    with _user_errors():
         pending = pending_requests(connect_as_owner(state))
-    except (ReviewError, *USER_ERRORS) as e:
-        fail(str(e))
     if not pending:
         typer.echo("No pending code requests.")
         return
@@ -400,12 +392,10 @@ def approve(
     force: bool = typer.Option(False, "--force", help="Approve even what the automatic policy would deny (the code runs inside your datasite, unsandboxed)."),
 ) -> None:
     """Data owner: approve (or --deny) one pending code request."""
-    from .datasite.review import ReviewError, connect_as_owner, decide
+    from .datasite.review import connect_as_owner, decide
 
-    try:
+    with _user_errors():
         done = decide(connect_as_owner(state), request_id, approve=not deny, reason=reason, force=force)
-    except (ReviewError, *USER_ERRORS) as e:
-        fail(str(e))
     typer.echo(f"{'Denied' if deny else 'Approved'} request {done.facts.request_id[:12]} "
                f"({done.facts.function} from {done.facts.requester}) on {done.site}.")
 
@@ -417,12 +407,10 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory with metric
     from .plots import write_plots
     from .report import write_report
 
-    try:
+    with _user_errors():
         history = History.load(run_dir)
         for path in [*(write_plots(history, run_dir) if history.rounds else []), write_report(history, run_dir)]:
             typer.echo(f"wrote {path}")
-    except USER_ERRORS as e:
-        fail(str(e))
 
 
 def main() -> None:

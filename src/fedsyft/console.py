@@ -147,6 +147,12 @@ class Output:
         if self._live is not None:
             self._live.close()
 
+    def __enter__(self) -> Output:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def summary(self, history, run_dir, seconds: float) -> None:
         """The run's final lines (or JSON object)."""
         if self.json_summary:
