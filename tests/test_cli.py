@@ -182,12 +182,13 @@ def test_datasites_die_with_a_killed_launch_and_state_is_reused(data_dir, tmp_pa
 
     port = free_port_base(1)
     state = tmp_path / "state"
-    launch = Launched("--sites", 1, "--port-base", port, "--state", state, "--data-dir", data_dir)
+    launch = Launched("--sites", 1, "--port-base", port, "--state", state, "--data-dir", data_dir, "--mock-rows", 0)
     launch.wait_for("Press Ctrl-C")
     first = json.loads((state / "site-1" / "ready.json").read_text())
     assert "provision_seconds" in first  # first start uploads the shard
     credentials = read_sites_file(state / "sites.json")
     [site] = connect_sites(credentials)
+    assert site.asset.mock[0].shape == (6000, 784)  # --mock-rows 0: a full-size mock
     site.submit()
     site.wait_for_approval(timeout=30)
 

@@ -134,6 +134,7 @@ def launch(
     seed: int = typer.Option(0, "--seed", help="Seed of the IID split of the training images over the sites."),
     state: Optional[Path] = typer.Option(None, "--state", help="Keep the datasites' databases, accounts, data and approvals here, and reuse them on the next launch; sites.json goes here too. Default: a temporary state, deleted on exit, with sites.json in .fedsyft/."),
     data_dir: Optional[Path] = DATA_DIR,
+    mock_rows: int = typer.Option(1000, "--mock-rows", min=0, help="Rows of the synthetic mock each datasite publishes; 0: as many as its shard (PySyft runs approved code on the mock too at every call, so a full-size mock doubles each round's compute)."),
     manual_approval: bool = typer.Option(False, "--manual-approval", help="No automatic policy: review each code request yourself with 'fedsyft requests' and 'fedsyft approve' (needs --state)."),
 ) -> None:
     """Data owner: start datasites holding disjoint MNIST shards and keep them running until Ctrl-C."""
@@ -145,7 +146,7 @@ def launch(
         fail("--manual-approval needs --state DIR, where 'fedsyft requests' and 'fedsyft approve' find the datasites")
     with _user_errors("interrupted while starting; every datasite started was stopped"):
         datasites = Datasites(None, n_sites=sites, port_base=port_base, host=host, state_dir=state, mock_seed=seed,
-                              manual_approval=manual_approval)
+                              mock_rows=mock_rows or None, manual_approval=manual_approval)
         if datasites.needs_data():
             from .data import load_mnist
 
