@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,9 @@ def import_syft():
     if _syft is None:
         if not VERBOSE:
             os.environ.setdefault("TQDM_DISABLE", "1")
+            # PySyft's internal warnings (e.g. its protocol-hash check, which fires now and then
+            # when two sites log in at once) mean nothing to a user; --verbose shows them.
+            warnings.filterwarnings("ignore", module="syft")
         import syft  # prints nothing itself; may run in a background thread
         if not VERBOSE:  # PySyft adds a root stderr handler at import; keep only errors
             logging.getLogger().setLevel(logging.ERROR)
