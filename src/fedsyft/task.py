@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import N_CLASSES, N_FEATURES
+from .data import N_CLASSES
 
 #: Training settings sent with every call; ``local_train`` refuses other keys.
 DEFAULT_TRAIN_CONFIG = {
@@ -137,8 +137,3 @@ def evaluate(params: dict, X: np.ndarray, y: np.ndarray) -> dict:
         "test_loss": float(log_loss(y, proba, labels=classes)),
         "confusion_matrix": confusion_matrix(y, pred, labels=classes).tolist(),
     }
-
-
-def zero_params() -> dict:
-    """All-zero parameters (the model that predicts the uniform distribution)."""
-    return {"coef": np.zeros((N_CLASSES, N_FEATURES), np.float32), "intercept": np.zeros(N_CLASSES, np.float32)}

@@ -25,7 +25,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from textwrap import dedent
@@ -197,8 +197,3 @@ class Approver(threading.Thread):
                     review(request, self.policy, self.audit)
             except Exception:  # keep polling: one bad poll must not open or close the gate for good
                 log.exception("approval poll failed")
-
-
-def policy_as_dict(policy: ApprovalPolicy) -> dict[str, Any]:
-    d = asdict(policy)
-    return {k: sorted(v) if isinstance(v, frozenset) else v for k, v in d.items()}
