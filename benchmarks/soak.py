@@ -91,7 +91,7 @@ def main() -> None:
 
     with TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        datasites = Datasites(shards, port_base=port, state_dir=Path(tmp) / "state").start()
+        datasites = Datasites(shards, port_base=port, state_dir=Path(tmp) / "state", private=False).start()
         saboteur = Saboteur(datasites)
         try:
             sites = connect_sites([s.credentials for s in datasites.sites])

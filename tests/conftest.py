@@ -55,10 +55,10 @@ def small_shards(mnist):
 
 @pytest.fixture(scope="session")
 def datasites(small_shards, tmp_path_factory):
-    """Two real PySyft datasites on free loopback ports, stopped after the session."""
+    """Two real non-private (--no-dp) PySyft datasites on free loopback ports, stopped after the session."""
     from fedsyft.datasite.launch import Datasites
 
-    ds = Datasites(small_shards, port_base=free_port_base(2), state_dir=tmp_path_factory.mktemp("state"))
+    ds = Datasites(small_shards, port_base=free_port_base(2), state_dir=tmp_path_factory.mktemp("state"), private=False)
     ds.start()
     yield ds
     ds.stop()

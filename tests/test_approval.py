@@ -22,6 +22,21 @@ def test_the_training_function_is_approved():
     assert POLICY.decide(GOOD) == Decision(True, "allow-listed fedsyft training function")
 
 
+DP_POLICY = ApprovalPolicy.for_site(SERVER, frozenset([ASSET]), private=True)
+DP_GOOD = dataclasses.replace(GOOD, function="local_train_dp", code_sha256=training_code_sha256("local_train_dp"))
+
+
+def test_a_private_site_approves_only_the_dp_function_and_a_no_dp_site_only_the_other():
+    assert DP_POLICY.decide(DP_GOOD).approve
+    assert ApprovalPolicy.for_site(SERVER, frozenset([ASSET]), private=False) == POLICY
+    denied = DP_POLICY.decide(GOOD)
+    assert not denied.approve and "private (differential privacy)" in denied.reason
+    denied = POLICY.decide(DP_GOOD)
+    assert not denied.approve and "without differential privacy" in denied.reason
+    # The DP function's name with the non-private function's code (or any other) is not on the allowlist.
+    assert "not on the allowlist" in DP_POLICY.decide(dataclasses.replace(GOOD, function="local_train_dp")).reason
+
+
 def test_hash_is_of_the_source_pysyft_submits():
     assert training_code_sha256() == source_sha256(dedent(inspect.getsource(task.local_train)))
 

@@ -123,12 +123,13 @@ class Launched:
 def test_launch_serves_a_researcher_and_stops_cleanly_on_sigterm(data_dir, tmp_path):
     port = free_port_base(2)
     state = tmp_path / "state"
-    launch = Launched("--sites", 2, "--port-base", port, "--state", state, "--data-dir", data_dir)
+    launch = Launched("--sites", 2, "--port-base", port, "--state", state, "--data-dir", data_dir, "--no-dp")
     try:
         launch.wait_for("Press Ctrl-C")
         assert "2 DataSites Up and Running." in launch.stdout
-        assert f"  1. MNIST Part 1: http://127.0.0.1:{port}" in launch.stdout
-        assert f"  2. MNIST Part 2: http://127.0.0.1:{port + 1}" in launch.stdout
+        assert f"  1. MNIST Part 1: http://127.0.0.1:{port}  [NOT private: --no-dp]" in launch.stdout
+        assert f"  2. MNIST Part 2: http://127.0.0.1:{port + 1}  [NOT private: --no-dp]" in launch.stdout
+        assert json.loads((state / "sites.json").read_text())["sites"][0]["privacy"] == {"private": False}
         sites_file = state / "sites.json"
         assert stat.S_IMODE(sites_file.stat().st_mode) == 0o600
         pids = [json.loads((state / f"site-{i}" / "ready.json").read_text())["pid"] for i in (1, 2)]
@@ -182,7 +183,8 @@ def test_datasites_die_with_a_killed_launch_and_state_is_reused(data_dir, tmp_pa
 
     port = free_port_base(1)
     state = tmp_path / "state"
-    launch = Launched("--sites", 1, "--port-base", port, "--state", state, "--data-dir", data_dir, "--mock-rows", 0)
+    launch = Launched("--sites", 1, "--port-base", port, "--state", state, "--data-dir", data_dir, "--mock-rows", 0,
+                      "--no-dp")
     launch.wait_for("Press Ctrl-C")
     first = json.loads((state / "site-1" / "ready.json").read_text())
     assert "provision_seconds" in first  # first start uploads the shard
@@ -200,7 +202,7 @@ def test_datasites_die_with_a_killed_launch_and_state_is_reused(data_dir, tmp_pa
     assert not Path(f"/proc/{first['pid']}").exists(), "datasite outlived its killed launcher"
     assert port_is_free("127.0.0.1", port)
 
-    again = Launched("--sites", 1, "--port-base", port, "--state", state, "--data-dir", data_dir)
+    again = Launched("--sites", 1, "--port-base", port, "--state", state, "--data-dir", data_dir, "--no-dp")
     try:
         again.wait_for("Press Ctrl-C")
         second = json.loads((state / "site-1" / "ready.json").read_text())
@@ -267,16 +269,16 @@ def test_manual_approval_by_the_data_owner(data_dir, tmp_path):
         launch.wait_for("Press Ctrl-C")
         assert any("fedsyft requests --state" in line for line in launch.stdout)
         [site] = connect_sites(read_sites_file(state / "sites.json"))
-        site.submit()
+        site.submit(name="local_train_dp")  # the site is private (the default): its function is the DP one
         time.sleep(1.5)
-        assert site.request_status()[0] == "pending"  # nothing approves it automatically
+        assert site.request_status("local_train_dp")[0] == "pending"  # nothing approves it automatically
         listed = fedsyft("requests", "--state", state, "--source")
         assert listed.returncode == 0, listed.stderr
-        assert "local_train" in listed.stdout and "approve" in listed.stdout and "def local_train" in listed.stdout
-        [training] = [r for r in site.client.requests.get_all() if r.code.service_func_name == "local_train"]
+        assert "local_train_dp" in listed.stdout and "approve" in listed.stdout and "def local_train_dp" in listed.stdout
+        [training] = [r for r in site.client.requests.get_all() if r.code.service_func_name == "local_train_dp"]
         approved = fedsyft("approve", str(training.id)[:10], "--state", state)
         assert approved.returncode == 0 and "Approved request" in approved.stdout, approved.stderr
-        site.wait_for_approval(timeout=10)
+        site.wait_for_approval(timeout=10, function_name="local_train_dp")
 
         site.submit(_wrap(site, steal_rows))
         time.sleep(1.0)
@@ -287,8 +289,10 @@ def test_manual_approval_by_the_data_owner(data_dir, tmp_path):
         assert denied.returncode == 0, denied.stderr
         status, reason = site.request_status("steal_rows")
         assert status == "denied" and "not our code" in reason
-        decisions = [json.loads(line) for line in (state / "site-1" / "audit.jsonl").read_text().splitlines()]
-        assert [(d["function"], d["decision"]) for d in decisions] == [("local_train", "approved"), ("steal_rows", "denied")]
+        decisions = [d for d in map(json.loads, (state / "site-1" / "audit.jsonl").read_text().splitlines())
+                     if "decision" in d]
+        assert [(d["function"], d["decision"]) for d in decisions] == [("local_train_dp", "approved"),
+                                                                         ("steal_rows", "denied")]
         assert all(d["reason"].startswith("manual: ") for d in decisions)
         assert fedsyft("requests", "--state", state).stdout.strip() == "No pending code requests."
 
@@ -304,3 +308,50 @@ def test_manual_approval_by_the_data_owner(data_dir, tmp_path):
         launch.process.send_signal(signal.SIGINT)  # Ctrl-C
         assert launch.process.wait(timeout=60) == 0
     assert port_is_free("127.0.0.1", port)
+
+
+@pytest.mark.integration
+def test_a_private_launch_enforces_its_budget_through_the_cli(data_dir, tmp_path):
+    """launch is private by default; run needs --epsilon; the site refuses a plan over its budget; budget shows it."""
+    port = free_port_base(1)
+    state = tmp_path / "state"
+    launch = Launched("--sites", 1, "--port-base", port, "--state", state, "--data-dir", data_dir, "--epsilon", 3)
+    try:
+        launch.wait_for("Press Ctrl-C")
+        assert f"  1. MNIST Part 1: http://127.0.0.1:{port}  [private: ε budget 3 at δ=1e-05]" in launch.stdout
+        sites_file = state / "sites.json"
+        assert_one_line_error(fedsyft("run", "--sites-file", sites_file, "--data-dir", data_dir),
+                              "MNIST Part 1 is private", "pass --epsilon")
+        out = tmp_path / "run"
+        result = fedsyft("run", "--sites-file", sites_file, "--rounds", 2, "--epsilon", 2, "--data-dir", data_dir,
+                         "--out", out)
+        assert result.returncode == 0, result.stderr
+        assert "  MNIST Part 1 -> metrics withheld (DP), ε spent" in result.stdout
+        assert "Training function local_train_dp approved" in result.stdout
+        site = json.loads((out / "metrics.json").read_text())["rounds"][-1]["sites"]["MNIST Part 1"]
+        assert 0 < site["epsilon_spent"] <= 2.0 and site["epsilon_budget"] == 3.0 and site["test_accuracy"] is None
+        assert "<h2>Privacy</h2>" in (out / "report.html").read_text()
+
+        over = fedsyft("run", "--sites-file", sites_file, "--rounds", 5, "--epsilon", 3, "--data-dir", data_dir,
+                       "--out", tmp_path / "over")
+        assert_one_line_error(over, "MNIST Part 1", "does not fit this site's privacy budget", "remaining")
+
+        shown = fedsyft("budget", "--state", state)
+        assert shown.returncode == 0, shown.stderr
+        assert "MNIST Part 1" in shown.stdout and f"{site['epsilon_spent']:.3f}" in shown.stdout
+    finally:
+        launch.process.send_signal(signal.SIGTERM)
+        assert launch.process.wait(timeout=60) == 0
+    audit = [json.loads(line) for line in (state / "site-1" / "audit.jsonl").read_text().splitlines()]
+    assert sum(e.get("event") == "privacy_debit" for e in audit) == 2
+
+
+def test_simulate_private_runs_and_bad_privacy_options_get_one_line(data_dir, tmp_path):
+    out = tmp_path / "dp"
+    result = fedsyft("simulate", "--rounds", 2, "--epsilon", 4, "--data-dir", data_dir, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "metrics withheld (DP), ε spent" in result.stdout and "Privacy: up to ε=" in result.stdout
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["config"]["privacy"]["epsilon"] == 4 and doc["final"]["global_test_accuracy"] > 0.5
+    assert_one_line_error(fedsyft("simulate", "--epsilon", 0, timeout=60), "--epsilon")
+    assert_one_line_error(fedsyft("launch", "--no-dp", "--epsilon", 2, timeout=60), "--no-dp")

@@ -25,7 +25,7 @@ def test_a_killed_site_is_left_out_and_rejoins_after_a_restart(small_shards, mni
     config = dict(local_iters=5)
     out = tmp_path / "run"
     restarted = None
-    with Datasites(shards, port_base=free_port_base(2), state_dir=tmp_path / "state") as datasites:
+    with Datasites(shards, port_base=free_port_base(2), state_dir=tmp_path / "state", private=False) as datasites:
         try:
             sites = connect_sites([s.credentials for s in datasites.sites])
             request_approval(sites, timeout=60)

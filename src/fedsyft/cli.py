@@ -1,4 +1,4 @@
-"""The ``fedsyft`` command: launch | run | demo | simulate | report, and requests | approve for data owners.
+"""The ``fedsyft`` command: launch | run | demo | simulate | report, and requests | approve | budget for data owners.
 
 Thin by design: it parses options, calls the modules that do the work, and turns
 every user mistake into one ``error: ...`` line and a non-zero exit.
@@ -89,13 +89,22 @@ RESUME = typer.Option(None, "--resume", help="Continue the run in this run direc
 QUIET = typer.Option(False, "--quiet", "-q", help="Print only the final summary.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Show PySyft's own messages, logs and progress bars.")
 JSON = typer.Option(False, "--json", help="Print the final summary as one JSON object on stdout (other output goes to stderr).")
+EPSILON = typer.Option(None, "--epsilon", min=0.01, help="Train privately (DP-SGD): the ε this run may spend on each site, at the sites' δ. The noise is derived from it and --rounds. Needed for private datasites.")
+SAMPLE_RATE = typer.Option(0.04, "--sample-rate", min=1e-6, max=1.0, help="DP-SGD: each row's chance of joining a step's batch (Poisson sampling).")
+DP_STEPS = typer.Option(50, "--dp-steps", min=1, max=10000, help="DP-SGD: noisy gradient steps per site per round.")
+CLIP = typer.Option(1.0, "--clip", min=1e-6, help="DP-SGD: per-example gradient norm bound.")
+DP_LR = typer.Option(None, "--dp-lr", min=1e-6, help="DP-SGD: step size (default: 10 / noise multiplier, within 0.5-8; tuned on MNIST).")
 PORT_BASE = typer.Option(DEFAULT_PORT_BASE, "--port-base", min=1, max=65535, help="Site i listens on port-base + i - 1.")
 
 
-def _run_config(rounds: int, seed: int, local_iters: int, l2: float, unweighted: bool):
+def _run_config(rounds: int, seed: int, local_iters: int, l2: float, unweighted: bool, epsilon=None, delta=None,
+                sample_rate=0.04, dp_steps=50, clip=1.0, dp_lr=None):
     from .experiment import RunConfig
+    from .privacy.plan import DEFAULT_DELTA
 
-    return RunConfig(rounds=rounds, seed=seed, local_iters=local_iters, l2=l2, weighted=not unweighted)
+    return RunConfig(rounds=rounds, seed=seed, local_iters=local_iters, l2=l2, weighted=not unweighted,
+                     epsilon=epsilon, delta=delta if delta is not None else DEFAULT_DELTA, sample_rate=sample_rate,
+                     dp_steps=dp_steps, clip=clip, dp_lr=dp_lr)
 
 
 def _output(quiet: bool, json_summary: bool, verbose: bool = False):
@@ -120,10 +129,22 @@ def _interrupt_on_signals() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _privacy_label(privacy: dict | None) -> str:
+    if not privacy:
+        return ""
+    if not privacy.get("private"):
+        return "  [NOT private: --no-dp]"
+    return f"  [private: ε budget {privacy['epsilon_budget']:g} at δ={privacy['delta']:g}]"
+
+
 def _print_banner(sites, say=typer.echo) -> None:
     say(f"{len(sites)} DataSites Up and Running.")
     for i, site in enumerate(sites, 1):
-        say(f"  {i}. {site.name}: {site.url}")
+        say(f"  {i}. {site.name}: {site.url}{_privacy_label(site.credentials.privacy)}")
+
+
+NO_DP_WARNING = ("WARNING: --no-dp: these datasites release models and local metrics without differential privacy. "
+                 "A researcher who chooses the global parameters can reconstruct rows of a small data set from them.")
 
 
 @app.command()
@@ -136,17 +157,27 @@ def launch(
     data_dir: Optional[Path] = DATA_DIR,
     mock_rows: int = typer.Option(1000, "--mock-rows", min=0, help="Rows of the synthetic mock each datasite publishes; 0: as many as its shard (PySyft runs approved code on the mock too at every call, so a full-size mock doubles each round's compute)."),
     manual_approval: bool = typer.Option(False, "--manual-approval", help="No automatic policy: review each code request yourself with 'fedsyft requests' and 'fedsyft approve' (needs --state)."),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Each datasite's total privacy budget: record-level ε over every call, by every account, across runs and restarts (with --state). Default: 10 for a new state, else the stored budget."),
+    delta: Optional[float] = typer.Option(None, "--delta", min=1e-12, max=0.5, help="δ of the budget (default 1e-5; must be below 1/rows)."),
+    no_dp: bool = typer.Option(False, "--no-dp", help="Opt out of differential privacy: release non-private models and local metrics (a researcher can then reconstruct rows of a small data set)."),
 ) -> None:
-    """Data owner: start datasites holding disjoint MNIST shards and keep them running until Ctrl-C."""
+    """Data owner: start datasites holding disjoint MNIST shards and keep them running until Ctrl-C.
+
+    Private by default: each datasite runs only the DP training function and enforces its
+    privacy budget itself (see 'fedsyft budget').
+    """
     from .datasite.launch import Datasites, shard_mnist
 
     _interrupt_on_signals()
     sites_file = (state / SITES_FILE) if state else DEFAULT_SITES_FILE
     if manual_approval and state is None:
         fail("--manual-approval needs --state DIR, where 'fedsyft requests' and 'fedsyft approve' find the datasites")
+    if no_dp and (epsilon is not None or delta is not None):
+        fail("--no-dp turns differential privacy off; leave out --epsilon and --delta")
     with _user_errors("interrupted while starting; every datasite started was stopped"):
         datasites = Datasites(None, n_sites=sites, port_base=port_base, host=host, state_dir=state, mock_seed=seed,
-                              mock_rows=mock_rows or None, manual_approval=manual_approval)
+                              mock_rows=mock_rows or None, manual_approval=manual_approval, private=not no_dp,
+                              epsilon=epsilon, delta=delta)
         if datasites.needs_data():
             from .data import load_mnist
 
@@ -160,6 +191,11 @@ def launch(
 
             write_sites_file(sites_file, [s.credentials for s in datasites.sites])
         _print_banner(datasites.sites)
+        if no_dp:
+            typer.echo(NO_DP_WARNING, err=True)
+        else:
+            typer.echo(f"Privacy: each datasite refuses calls beyond its budget; see 'fedsyft budget --state "
+                       f"{datasites.state_dir}'" + ("" if state else " (the budget lives as long as this temporary state)"))
         typer.echo(f"Connection file for researchers: {sites_file} (mode 0600)")
         if manual_approval:
             typer.echo(f"Manual approval: review requests with 'fedsyft requests --state {state}'")
@@ -192,21 +228,49 @@ def run(
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
     json_summary: bool = JSON,
+    epsilon: Optional[float] = EPSILON,
+    delta: Optional[float] = typer.Option(None, "--delta", min=1e-12, max=0.5, help="δ of the run's guarantee (default: the smallest δ of the sites)."),
+    sample_rate: float = SAMPLE_RATE,
+    dp_steps: int = DP_STEPS,
+    clip: float = CLIP,
+    dp_lr: Optional[float] = DP_LR,
 ) -> None:
-    """Researcher: train on the datasites in a sites file with FedAvg."""
+    """Researcher: train on the datasites in a sites file with FedAvg (privately with --epsilon)."""
     from .connection import read_sites_file
 
     with _output(quiet, json_summary, verbose) as output, _user_errors(INTERRUPTED_RUN):
         from .data import load_mnist
 
-        config = _run_config(rounds, seed, local_iters, l2, unweighted)
+        credentials = read_sites_file(sites_file)
+        if not resume:
+            delta = _check_privacy_mode(credentials, epsilon, delta)
+        config = _run_config(rounds, seed, local_iters, l2, unweighted, epsilon, delta, sample_rate, dp_steps, clip,
+                             dp_lr)
         if resume:
             config, out, stored = _resumed(resume, out)
             data_dir = data_dir or (Path(stored["test_data_dir"]) if stored.get("test_data_dir") else None)
-        credentials = read_sites_file(sites_file)
         _federate_remote(output, credentials, config, out, load_mnist(data_dir).test, approval_timeout,
                          min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None,
                          extra={"test_data_dir": str(data_dir.resolve()) if data_dir else None})
+
+
+def _check_privacy_mode(credentials, epsilon, delta):
+    """The run's δ, after checking that --epsilon matches what the sites say of their privacy."""
+    private = [c for c in credentials if c.private]
+    if private and epsilon is None:
+        p = private[0].privacy
+        raise ValueError(f"{private[0].name} is private (differential privacy; budget ε={p.get('epsilon_budget')} "
+                         f"at δ={p.get('delta')}): pass --epsilon E, the ε this run may spend on each site "
+                         "(e.g. --epsilon 1)")
+    if epsilon is not None:
+        public = [c for c in credentials if c.private is False]
+        if public:
+            raise ValueError(f"{public[0].name} runs without differential privacy (launched with --no-dp): "
+                             "leave out --epsilon")
+        if delta is None:
+            deltas = [c.privacy["delta"] for c in private if c.privacy.get("delta")]
+            delta = min(deltas) if deltas else None
+    return delta
 
 
 def _resumed(run_dir: Path, out: Optional[Path]):
@@ -241,8 +305,13 @@ def _federate_remote(output, credentials, config, out, test, approval_timeout, t
     with watch.time("login"):
         sites = connect_sites(credentials)
     with watch.time("approval"):
-        request_approval(sites, approval_timeout)
-    output.say("Training function approved by every datasite.")
+        request_approval(sites, approval_timeout, config.function_name)
+    output.say(f"Training function {config.function_name} approved by every datasite.")
+    if config.private:
+        plan = config.plan
+        output.say(f"Private run: ε={plan.epsilon:g} per site at δ={plan.delta:g} over {plan.rounds} rounds "
+                   f"(noise multiplier {plan.noise_multiplier:.3f}, clip {plan.clip:g}, sampling rate "
+                   f"{plan.sample_rate:g}, {plan.steps} steps per round)")
     extra = {"site_kind": "pysyft", **options.pop("extra", {})}
     result = run_experiment(sites, config, test, out, observers=output.observers([s.name for s in sites]),
                             extra=extra, timings=watch.seconds, **options)
@@ -265,6 +334,11 @@ def demo(
     site_timeout: float = SITE_TIMEOUT,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Run the private variant end to end: private datasites with this budget, and a DP-SGD run that spends it. Default: non-private FedAvg, as the seed project."),
+    sample_rate: float = SAMPLE_RATE,
+    dp_steps: int = DP_STEPS,
+    clip: float = CLIP,
+    dp_lr: Optional[float] = DP_LR,
 ) -> None:
     """Everything on this machine: launch datasites, run FedAvg as a researcher, stop the datasites."""
     import time
@@ -279,14 +353,16 @@ def demo(
     datasites = None
     try:
         with _user_errors("interrupted; the datasites were stopped and finished rounds kept"):
-            config = _run_config(rounds, seed, local_iters, l2, False)
+            config = _run_config(rounds, seed, local_iters, l2, False, epsilon, None, sample_rate, dp_steps, clip,
+                                 dp_lr)
             mnist = load_mnist(data_dir)
             # PySyft's import takes seconds: do it while the datasites start.
             syft_import = threading.Thread(target=import_syft, daemon=True)
             syft_import.start()
             output.say(f"Starting {sites} datasites on ports {port_base}..{port_base + sites - 1} ...")
             t0 = time.perf_counter()
-            datasites = Datasites(shard_mnist(mnist, sites, seed), port_base=port_base, mock_seed=seed).start()
+            datasites = Datasites(shard_mnist(mnist, sites, seed), port_base=port_base, mock_seed=seed,
+                                  private=config.private, epsilon=epsilon, delta=config.delta if epsilon else None).start()
             timings = {"load_data": round(t0 - start, 3), "datasites_start": round(time.perf_counter() - t0, 3)}
             for key in ("import_seconds", "provision_seconds"):  # the slowest datasite's share of the start
                 timings[f"datasite_{key}"] = max(s.startup.get(key, 0.0) for s in datasites.sites)
@@ -318,6 +394,12 @@ def simulate(
     resume: Optional[Path] = RESUME,
     quiet: bool = QUIET,
     json_summary: bool = JSON,
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Train privately (DP-SGD): each simulated site gets this budget and the run spends it."),
+    delta: float = typer.Option(1e-5, "--delta", min=1e-12, max=0.5, help="δ of the private run's guarantee."),
+    sample_rate: float = SAMPLE_RATE,
+    dp_steps: int = DP_STEPS,
+    clip: float = CLIP,
+    dp_lr: Optional[float] = DP_LR,
 ) -> None:
     """No servers: the same loop and training function with in-process sites (fast experiments)."""
     import time
@@ -329,7 +411,8 @@ def simulate(
 
     start = time.perf_counter()
     with _output(quiet, json_summary) as output, _user_errors(INTERRUPTED_RUN):
-        config = _run_config(rounds, seed, local_iters, l2, unweighted)
+        config = _run_config(rounds, seed, local_iters, l2, unweighted, epsilon, delta, sample_rate, dp_steps, clip,
+                             dp_lr)
         if resume:
             config, out, stored = _resumed(resume, out)
             sites, partition = len(stored["sites"]), Partition(stored.get("partition", "iid"))
@@ -340,13 +423,24 @@ def simulate(
             shards = partitions.iid(len(mnist.train), sites, config.seed)
         else:
             shards = partitions.dirichlet(mnist.train.y, sites, alpha, config.seed)
-        site_list = [LocalSite(f"MNIST Part {i + 1}", mnist.train.subset(idx)) for i, idx in enumerate(shards)]
+        site_list = [LocalSite(f"MNIST Part {i + 1}", mnist.train.subset(idx), privacy=_simulated_guard(config),
+                               seed=(config.seed, i))
+                     for i, idx in enumerate(shards)]
         out = out or default_run_dir()
         extra = {"site_kind": "local", "data_dir": str(data_dir.resolve()) if data_dir else None, "partition": partition.value, **({"alpha": alpha} if partition is Partition.dirichlet else {})}
         result = run_experiment(site_list, config, mnist.test, out, observers=output.observers([s.name for s in site_list]),
                                 extra=extra, min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None)
         output.close()
         output.summary(result.history, out, time.perf_counter() - start)
+
+
+def _simulated_guard(config):
+    """A simulated private site's guard: an in-memory ledger whose budget is the run's ε."""
+    if not config.private:
+        return None
+    from .privacy import PrivacyGuard, PrivacyLedger
+
+    return PrivacyGuard(PrivacyLedger.in_memory(config.epsilon, config.delta))
 
 
 OWNER_STATE = typer.Option(Path(".fedsyft"), "--state", help="The state folder given to 'fedsyft launch --state'.")
@@ -399,6 +493,42 @@ def approve(
         done = decide(connect_as_owner(state), request_id, approve=not deny, reason=reason, force=force)
     typer.echo(f"{'Denied' if deny else 'Approved'} request {done.facts.request_id[:12]} "
                f"({done.facts.function} from {done.facts.requester}) on {done.site}.")
+
+
+@app.command()
+def budget(state: Path = OWNER_STATE) -> None:
+    """Data owner: each datasite's privacy budget, what has been spent of it, and by how many calls."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .privacy.ledger import LEDGER_FILE, LedgerError, PrivacyLedger
+
+    folders = sorted(p for p in state.glob("site-*") if (p / "site.json").exists())
+    if not folders:
+        fail(f"{state} holds no datasite state (start them with 'fedsyft launch --state {state}')")
+    table = Table(title=f"Privacy budgets in {state}", title_justify="left")
+    for column in ("site", "mode", "budget ε", "spent ε", "remaining ε", "δ", "calls", "last call"):
+        table.add_column(column)
+    broken = []
+    for folder in folders:
+        spec = json.loads((folder / "site.json").read_text())
+        private = spec.get("privacy", {}).get("private", False)
+        if not (folder / LEDGER_FILE).exists():
+            table.add_row(spec["name"], "private, no ledger yet" if private else "NOT private (--no-dp)",
+                          *["-"] * 6)
+            continue
+        try:
+            s = PrivacyLedger(folder / LEDGER_FILE).read().summary()
+        except LedgerError as e:
+            broken.append(f"{spec['name']}: {e}")
+            table.add_row(spec["name"], "LEDGER CORRUPT", *["-"] * 6)
+            continue
+        mode = "private" if private else "NOT private now (--no-dp); ledger kept"
+        table.add_row(spec["name"], mode, f"{s['epsilon_budget']:g}", f"{s['epsilon_spent']:.3f}",
+                      f"{s['epsilon_remaining']:.3f}", f"{s['delta']:g}", str(s["calls"]), s["last_call"] or "-")
+    Console(width=None if sys.stdout.isatty() else 200).print(table)  # no wrapping when piped or logged
+    if broken:
+        fail(broken[0])
 
 
 @app.command()

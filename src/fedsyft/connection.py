@@ -1,6 +1,8 @@
 """The connection file a data owner hands to a researcher: ``sites.json``.
 
-Format (a contract other tools use): ``{"sites": [{"name", "url", "email", "password"}]}``.
+Format (a contract other tools use): ``{"sites": [{"name", "url", "email", "password", "privacy"}]}``.
+``privacy`` (optional) is what the data owner makes public about the site's privacy:
+``{"private": true, "epsilon_budget": 10.0, "delta": 1e-05}`` or ``{"private": false}``.
 It holds passwords, so it is written readable by its owner only (mode 0600).
 """
 
@@ -28,9 +30,15 @@ class SiteCredentials:
     url: str
     email: str
     password: str
+    privacy: dict | None = None  # public: {"private": bool, "epsilon_budget": float, "delta": float}
+
+    @property
+    def private(self) -> bool | None:
+        """Whether the site is private (DP); None if the connection file does not say."""
+        return None if self.privacy is None else bool(self.privacy.get("private"))
 
     def __repr__(self) -> str:  # never print a password by accident
-        return f"SiteCredentials(name={self.name!r}, url={self.url!r}, email={self.email!r})"
+        return f"SiteCredentials(name={self.name!r}, url={self.url!r}, email={self.email!r}, privacy={self.privacy!r})"
 
 
 def write_sites_file(path: Path, sites: list[SiteCredentials]) -> Path:
@@ -38,7 +46,7 @@ def write_sites_file(path: Path, sites: list[SiteCredentials]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"sites": [asdict(s) for s in sites]}, f, indent=2)
+        json.dump({"sites": [{k: v for k, v in asdict(s).items() if v is not None} for s in sites]}, f, indent=2)
     os.chmod(path, 0o600)  # also when the file already existed with wider permissions
     return path
 
@@ -65,7 +73,10 @@ def read_sites_file(path: Path) -> list[SiteCredentials]:
         url = urlparse(entry["url"])
         if url.scheme not in ("http", "https") or not url.hostname or url.port is None:
             raise ConnectionFileError(f"sites file {path}: site {i} url {entry['url']!r} is not http(s)://host:port")
-        sites.append(SiteCredentials(**{k: entry[k] for k in fields}))
+        privacy = entry.get("privacy")
+        if privacy is not None and not (isinstance(privacy, dict) and isinstance(privacy.get("private"), bool)):
+            raise ConnectionFileError(f"sites file {path}: site {i} privacy must be an object with a boolean \"private\"")
+        sites.append(SiteCredentials(**{k: entry[k] for k in fields}, privacy=privacy))
     names = [s.name for s in sites]
     if len(set(names)) != len(names):
         raise ConnectionFileError(f"sites file {path}: site names must be unique, got {names}")

@@ -7,6 +7,10 @@
       MNIST Part 2 -> train=0.9281, test=0.9190
       FedAvg epoch 1: intercept shape=(10,), coef shape=(10, 784)
       Global model -> test=0.9205, loss=0.2871 (4.1 s)
+
+A private (DP) site withholds its local metrics; its line then shows the privacy it has spent::
+
+      MNIST Part 1 -> metrics withheld (DP), ε spent 0.412 of 10 (δ=1e-05)
 """
 
 from __future__ import annotations
@@ -16,6 +20,13 @@ from typing import TextIO
 
 from .aggregate import Params
 from .history import RoundRecord
+
+
+def site_summary(s, sep: str = ", ") -> str:
+    """A site's round in a few words: its local accuracies, or what a private site spent."""
+    if s.private:
+        return f"metrics withheld (DP), ε spent {s.epsilon_spent:.3f} of {s.epsilon_budget:g} (δ={s.delta:g})"
+    return f"train={s.train_accuracy:.4f}{sep}test={s.test_accuracy:.4f}"
 
 
 class PlainConsole:
@@ -33,7 +44,7 @@ class PlainConsole:
     def round_finished(self, record: RoundRecord, params: Params) -> None:
         lines = [f"=== FL epoch {record.round}/{self.rounds} ==="]
         for name, s in record.sites.items():
-            lines.append(f"  {name} -> train={s.train_accuracy:.4f}, test={s.test_accuracy:.4f}")
+            lines.append(f"  {name} -> {site_summary(s)}")
         for name, reason in record.failures.items():
             lines.append(f"  {name} -> failed: {reason} (left out of this round; asked again next round)")
         lines.append(f"  FedAvg epoch {record.round}: intercept shape={params['intercept'].shape}, "
@@ -85,8 +96,7 @@ class LiveProgress:
         self.live.update(self._table())
 
     def site_finished(self, round_no, site, result, error) -> None:
-        self.status[site] = (f"failed: {error}" if error else
-                             f"done  train={result.report.train_accuracy:.4f} test={result.report.test_accuracy:.4f}")
+        self.status[site] = f"failed: {error}" if error else f"done  {site_summary(result.report, sep=' ')}"
         self.live.update(self._table())
 
     def round_finished(self, record, params) -> None:
@@ -162,10 +172,16 @@ class Output:
             print(json.dumps({
                 "final_global_test_accuracy": history.final_accuracy, "final_global_test_loss": last.global_.test_loss,
                 "rounds_completed": len(history.rounds), "run_dir": str(run_dir), "seconds": round(seconds, 3),
-                "sites": {n: {"n_train": s.n_train, "test_accuracy": s.test_accuracy} for n, s in last.sites.items()},
+                "sites": {n: {"n_train": s.n_train, "test_accuracy": s.test_accuracy,
+                              **({"epsilon_spent": s.epsilon_spent, "delta": s.delta} if s.private else {})}
+                          for n, s in last.sites.items()},
                 "failures": {r.round: r.failures for r in history.rounds if r.failures},
                 "global_test_accuracy_per_round": [r.global_.test_accuracy for r in history.rounds],
             }), flush=True)
         else:
             print(f"Global test accuracy after {len(history.rounds)} rounds: {history.final_accuracy:.4f}", flush=True)
+            spent = {n: s.epsilon_spent for n, s in history.rounds[-1].sites.items() if s.private}
+            if spent:
+                print(f"Privacy: up to ε={max(spent.values()):.3f} spent on a site's data (each site's ledger; "
+                      f"δ={min(s.delta for s in history.rounds[-1].sites.values() if s.private):g})", flush=True)
             print(f"Run directory: {run_dir}  (open report.html for the full report)", flush=True)

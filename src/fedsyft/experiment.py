@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from .connection import SiteCredentials
 from .data import Images
 from .federation import FederationResult, RoundObserver, federate
 from .history import GlobalEval, History
+from .privacy.plan import DEFAULT_CLIP, DEFAULT_DELTA, DEFAULT_LR, DEFAULT_SAMPLE_RATE, DEFAULT_STEPS, PrivatePlan
 from .run_dir import RunDirectory, load_checkpoint
 from .sites.base import Site, SiteError
 
@@ -37,6 +38,13 @@ class RunConfig:
         centralized fit with this ``l2`` however many sites there are.
     test_fraction : share of each site's rows kept for its local test metrics.
     weighted : weight sites by n_train (FedAvg) or take a plain mean.
+    epsilon : train privately: the ε (at ``delta``) this run may spend on each site.
+        The sites then run DP-SGD (``task.local_train_dp``) with a noise multiplier
+        derived from ``epsilon``, ``rounds``, ``dp_steps`` and ``sample_rate``, and
+        release only noised parameters. None: the non-private ``task.local_train``.
+    delta, sample_rate, dp_steps, clip, dp_lr : DP-SGD's δ, Poisson sampling rate,
+        steps per round, per-example clip norm and step size (see
+        :class:`fedsyft.privacy.PrivatePlan`); ``l2`` applies to both kinds of training.
     """
 
     rounds: int = 5
@@ -45,6 +53,12 @@ class RunConfig:
     l2: float = 1e-5
     test_fraction: float = 0.1
     weighted: bool = True
+    epsilon: float | None = None
+    delta: float = DEFAULT_DELTA
+    sample_rate: float = DEFAULT_SAMPLE_RATE
+    dp_steps: int = DEFAULT_STEPS
+    clip: float = DEFAULT_CLIP
+    dp_lr: float | None = DEFAULT_LR
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -55,15 +69,46 @@ class RunConfig:
             raise ValueError(f"l2 must be positive, got {self.l2}")
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
+        self._plan = None
+        self.plan  # validates the privacy settings early
+
+    @property
+    def private(self) -> bool:
+        return self.epsilon is not None
+
+    @property
+    def plan(self) -> PrivatePlan | None:
+        """The DP-SGD plan (noise multiplier derived from ε), or None for a non-private run."""
+        if self.epsilon is None:
+            return None
+        key = (self.epsilon, self.delta, self.rounds, self.sample_rate, self.dp_steps, self.clip, self.dp_lr, self.l2)
+        if self._plan is None or self._plan[0] != key:
+            self._plan = (key, PrivatePlan(epsilon=self.epsilon, delta=self.delta, rounds=self.rounds,
+                                           sample_rate=self.sample_rate, steps=self.dp_steps, clip=self.clip,
+                                           lr=self.dp_lr, l2=self.l2))
+        return self._plan[1]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         """The settings stored in a run's config (other keys, such as the site names, are ignored)."""
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.private:
+            d["privacy"] = self.plan.describe()
+        return d
+
     def train_config(self) -> dict[str, Any]:
-        """The config dict every site receives each round."""
+        """The config every site receives each round."""
+        if self.private:
+            return self.plan.train_config()
         return {"seed": self.seed, "test_fraction": self.test_fraction, "local_iters": self.local_iters, "l2": self.l2}
+
+    @property
+    def function_name(self) -> str:
+        """The training function the sites must approve for this run."""
+        return "local_train_dp" if self.private else "local_train"
 
 
 def default_run_dir(root: Path = Path("runs")) -> Path:
@@ -107,13 +152,15 @@ def run_experiment(
         nothing random happens on the researcher's side, so a resumed run ends with
         the same parameters as one that was never interrupted.
     """
-    history = History(config={**asdict(config), "sites": [s.name for s in sites], **(extra or {})},
+    history = History(config={**config.to_dict(), "sites": [s.name for s in sites], **(extra or {})},
                       timings=dict(timings or {}))
     params = None
     if resume:
         if out_dir is None:
             raise ValueError("resuming needs the run directory")
         history, params = _checkpoint(Path(out_dir), history)
+    if config.private:  # every site must accept the whole (remaining) plan before any data is touched
+        check_privacy_plan(sites, config.plan, calls=config.rounds - len(history.rounds))
     run_dir = RunDirectory(out_dir, history) if out_dir is not None else None
     all_observers = [*observers, *([run_dir] if run_dir else [])]
     try:
@@ -128,7 +175,8 @@ def run_experiment(
 def _checkpoint(run_dir: Path, fresh: History) -> tuple[History, Any]:
     """The history and global parameters saved in ``run_dir``, checked against this run's config."""
     saved, params = load_checkpoint(run_dir)
-    for key in ("seed", "local_iters", "l2", "test_fraction", "weighted", "sites"):
+    for key in ("seed", "local_iters", "l2", "test_fraction", "weighted", "sites", "epsilon", "delta", "sample_rate",
+                "dp_steps", "clip", "dp_lr"):
         if saved.config.get(key) != fresh.config.get(key):
             raise ValueError(f"cannot resume {run_dir}: its {key} is {saved.config.get(key)!r}, "
                              f"this run's is {fresh.config.get(key)!r}")
@@ -152,14 +200,45 @@ def connect_sites(credentials: Sequence[SiteCredentials]) -> list:
     return [f.result() for f in futures]
 
 
-def request_approval(sites: Sequence, timeout: float) -> None:
-    """Submit the training function to every site and wait until all have approved it."""
+def request_approval(sites: Sequence, timeout: float, function_name: str = "local_train") -> None:
+    """Submit a training function (``local_train`` or ``local_train_dp``) to every site; wait for all approvals."""
     for site in sites:
-        site.submit()
+        site.submit(name=function_name)
     with ThreadPoolExecutor(max_workers=max(1, len(sites))) as pool:
-        errors = [e for e in pool.map(lambda s: _error_of(s.wait_for_approval, timeout), sites) if e]
+        errors = [e for e in pool.map(lambda s: _error_of(s.wait_for_approval, timeout, function_name), sites) if e]
     if errors:
         raise errors[0]
+
+
+def check_privacy_plan(sites: Sequence[Site], plan: PrivatePlan, calls: int) -> dict[str, dict]:
+    """Ask every site whether ``calls`` more calls of ``plan`` fit its remaining budget; reads no data.
+
+    Returns each site's ledger summary; raises :class:`SiteError` naming the remaining ε
+    of the first site that refuses (or cannot answer).
+    """
+    with ThreadPoolExecutor(max_workers=max(1, len(sites))) as pool:
+        answers = list(pool.map(lambda s: _plan_answer(s, plan, calls), sites))
+    for site, answer in zip(sites, answers):
+        if isinstance(answer, SiteError):
+            raise answer
+        p = answer
+        if not p["plan_fits"]:
+            raise SiteError(site.name, f"the plan does not fit this site's privacy budget: {calls} round(s) at "
+                                       f"ε={plan.epsilon:g} would bring its ε to {p['plan_epsilon_total']:.3f}; "
+                                       f"{p['epsilon_remaining']:.3f} of ε {p['epsilon_budget']:g} remaining "
+                                       f"at δ={p['delta']:g}")
+    return {s.name: a for s, a in zip(sites, answers)}
+
+
+def _plan_answer(site: Site, plan: PrivatePlan, calls: int) -> dict | SiteError:
+    try:
+        answer = site.privacy_query(plan.plan_query(calls))
+    except SiteError as e:
+        return e
+    if not isinstance(answer, dict) or "privacy" not in answer or "error" in answer:
+        why = answer.get("error") if isinstance(answer, dict) else type(answer).__name__
+        return SiteError(site.name, f"cannot check the privacy plan: {why}")
+    return answer["privacy"]
 
 
 def _error_of(fn, *args) -> SiteError | None:

@@ -14,20 +14,38 @@ from typing import Any
 METRICS_FILE = "metrics.json"
 
 
+#: Local metrics a private (DP) site does not release.
+WITHHELD_UNDER_DP = ("train_accuracy", "test_accuracy", "train_loss", "test_loss", "confusion_matrix",
+                     "compute_seconds")
+
+
 @dataclass
 class SiteRound:
-    """One site's answer in one round (aggregate metrics only)."""
+    """One site's answer in one round (aggregate metrics only).
+
+    Under differential privacy the local metrics are withheld by the site: they are
+    None here (null in metrics.json) and listed in ``withheld``; ``epsilon_spent`` is
+    then the site ledger's total ε after this round's call, at ``delta``.
+    """
 
     n_train: int
-    train_accuracy: float
-    test_accuracy: float
-    train_loss: float
-    test_loss: float
+    train_accuracy: float | None
+    test_accuracy: float | None
+    train_loss: float | None
+    test_loss: float | None
     confusion_matrix: list[list[int]] | None
     seconds: float
     bytes_sent: int       # parameter + config payload sent to the site
     bytes_received: int   # parameter + metrics payload received from it
-    compute_seconds: float = float("nan")  # inside local_train on the site; seconds - this = transport overhead
+    compute_seconds: float | None = float("nan")  # inside the training function; seconds - this = transport
+    epsilon_spent: float | None = None    # the site's ledger: total ε spent on its data so far
+    epsilon_budget: float | None = None   # the site's total budget
+    delta: float | None = None
+    withheld: list[str] = field(default_factory=list)
+
+    @property
+    def private(self) -> bool:
+        return self.epsilon_spent is not None
 
 
 @dataclass

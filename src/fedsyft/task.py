@@ -109,6 +109,83 @@ def local_train(data, global_params, config):
         return {"error": f"{type(e).__name__}: {e}"}
 
 
+def local_train_dp(data, global_params, config):
+    """Train multinomial logistic regression with DP-SGD on this datasite's private data.
+
+    What a private datasite approves. Starts from ``global_params`` (None or ``{}``: zeros)
+    and runs ``config["steps"]`` steps of gradient descent, each on a Poisson sample of
+    the rows (each row joins with probability ``sample_rate``), with every row's
+    gradient clipped to norm ``clip`` and Gaussian noise of standard deviation
+    ``noise_multiplier * clip`` added to the batch's sum (Abadi et al. 2016). Only the
+    noised parameters leave, with ``n_train`` (the row count, public by design): no
+    accuracy, loss, label count or timing, which would need a privacy budget of their own.
+
+    Randomness (sampling and noise) is the site's own: fresh OS entropy on a datasite,
+    or ``data[2]`` when an in-process simulation passes a seed. Nothing the researcher
+    sends seeds it. The site's privacy guard charges the budget for (noise_multiplier,
+    sample_rate, steps) before this function runs.
+
+    For softmax regression a row's gradient is ``e (x, 1)`` with ``e = p - onehot(y)``, so
+    its norm is ``|e| * sqrt(|x|^2 + 1)`` in closed form: clipping needs no per-row loop.
+    """
+    import numpy as np
+
+    try:
+        expected = {"noise_multiplier", "sample_rate", "steps", "clip", "lr", "l2"}
+        if not isinstance(config, dict) or set(config) != expected:
+            raise ValueError(f"config must have exactly the keys {sorted(expected)}")
+        sigma, q, clip = float(config["noise_multiplier"]), float(config["sample_rate"]), float(config["clip"])
+        steps, lr, l2 = int(config["steps"]), float(config["lr"]), float(config["l2"])
+        if not (0 <= sigma <= 1e4 and 0 < q <= 1 and 1 <= steps <= 10000 and 0 < clip <= 1e4
+                and 0 < lr <= 1e3 and 0 <= l2 < 1e3):
+            raise ValueError("config out of range: noise_multiplier [0, 1e4], sample_rate (0, 1], steps 1-10000, "
+                             "clip (0, 1e4], lr (0, 1e3], l2 [0, 1e3)")
+        X, y = data[0], np.asarray(data[1])
+        rng = np.random.default_rng(data[2] if len(data) > 2 else None)
+        n, d = X.shape
+        W, b = np.zeros((10, d), np.float32), np.zeros(10, np.float32)
+        if global_params:  # None or {} in round 1: start from zeros
+            if set(global_params) != {"coef", "intercept"}:
+                raise ValueError("global params must have exactly the keys coef and intercept")
+            W = np.array(global_params["coef"], dtype=np.float32)
+            b = np.array(global_params["intercept"], dtype=np.float32)
+            if W.shape != (10, d) or b.shape != (10,):
+                raise ValueError(f"global params must be coef (10, {d}) and intercept (10,)")
+            if not (np.isfinite(W).all() and np.isfinite(b).all()):
+                raise ValueError("global params contain NaN or inf")
+        for _ in range(steps):
+            batch = np.flatnonzero(rng.random(n) < q)
+            Xb = X[batch].astype(np.float32) / np.float32(255)
+            logits = Xb @ W.T + b
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            e /= e.sum(axis=1, keepdims=True)
+            e[np.arange(len(batch)), y[batch]] -= 1  # e = softmax - onehot: the per-row gradient is e (x, 1)
+            norms = np.sqrt((e * e).sum(axis=1) * ((Xb * Xb).sum(axis=1) + 1))
+            e *= np.minimum(1, clip / np.maximum(norms, 1e-12))[:, None].astype(np.float32)
+            grad_W = e.T @ Xb + rng.normal(0, sigma * clip, W.shape)
+            grad_b = e.sum(axis=0) + rng.normal(0, sigma * clip, b.shape)
+            # Divide by the expected batch size q*n (public), not the sampled one (private).
+            W = (W - lr * (grad_W / (q * n) + l2 * W)).astype(np.float32)
+            b = (b - lr * grad_b / (q * n)).astype(np.float32)
+        return {"coef": W, "intercept": b, "n_train": int(n)}
+    except Exception as e:  # report, do not raise: PySyft would drop the message
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+#: The approved training functions by name: the non-private one and the DP one.
+TRAINING_FUNCTIONS = {"local_train": local_train, "local_train_dp": local_train_dp}
+
+
+def is_private_config(config: dict) -> bool:
+    """Whether ``config`` is for :func:`local_train_dp` (it carries a noise multiplier)."""
+    return "noise_multiplier" in config
+
+
+def training_function_name(config: dict) -> str:
+    """The name of the training function a config is meant for."""
+    return "local_train_dp" if is_private_config(config) else "local_train"
+
+
 def model_from_params(params: dict) -> "LogisticRegression":  # noqa: F821
     """A fitted scikit-learn ``LogisticRegression`` holding ``params``.
 

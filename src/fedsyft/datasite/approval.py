@@ -6,8 +6,9 @@ every check below passes, and any error while inspecting it is a denial.
 
 A request is approved when
 1. it asks for exactly one thing: to run one function;
-2. the function is called ``local_train`` and the SHA-256 of its submitted source
-   text is on the allowlist (by default: fedsyft's own ``task.local_train``);
+2. the function is this datasite's training function and the SHA-256 of its
+   submitted source text is on the allowlist: fedsyft's own ``task.local_train_dp`` on a
+   private (differential privacy) datasite, ``task.local_train`` on a ``--no-dp`` one;
 3. its input policy is PySyft's built-in ``MixedInputPolicy`` and its output policy
    the built-in ``OutputPolicyExecuteCount`` (a custom policy class is code too);
 4. the input policy binds ``data`` to this datasite's training asset and
@@ -35,7 +36,8 @@ from .. import task
 
 log = logging.getLogger(__name__)
 
-FUNCTION_NAME = "local_train"
+FUNCTION_NAME = "local_train"        # the non-private training function
+DP_FUNCTION_NAME = "local_train_dp"  # the private one
 INPUT_POLICY = "MixedInputPolicy"
 OUTPUT_POLICY = "OutputPolicyExecuteCount"
 EXPECTED_INPUTS = {"data": "Matches", "global_params": "UserOwned:dict", "config": "UserOwned:dict"}
@@ -45,9 +47,9 @@ def source_sha256(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()
 
 
-def training_code_sha256() -> str:
-    """Hash of ``task.local_train`` exactly as PySyft submits it (``dedent(getsource(f))``)."""
-    return source_sha256(dedent(inspect.getsource(task.local_train)))
+def training_code_sha256(name: str = FUNCTION_NAME) -> str:
+    """Hash of ``task.<name>`` exactly as PySyft submits it (``dedent(getsource(f))``)."""
+    return source_sha256(dedent(inspect.getsource(task.TRAINING_FUNCTIONS[name])))
 
 
 @dataclass(frozen=True)
@@ -75,17 +77,36 @@ class Decision:
 
 @dataclass(frozen=True)
 class ApprovalPolicy:
-    """Allowlist of code hashes plus this datasite's identity and assets."""
+    """Allowlist of code hashes plus this datasite's identity, assets and privacy mode.
+
+    ``function`` is the one training function this datasite runs: ``local_train_dp`` when
+    it is private (the default), ``local_train`` when launched with ``--no-dp``.
+    """
 
     allowed_sha256: frozenset[str]
     server_id: str
     asset_ids: frozenset[str]
+    function: str = FUNCTION_NAME
+
+    @classmethod
+    def for_site(cls, server_id: str, asset_ids: frozenset[str], private: bool) -> ApprovalPolicy:
+        """The policy of a datasite: the DP training function if ``private``, else the non-private one."""
+        function = DP_FUNCTION_NAME if private else FUNCTION_NAME
+        return cls(frozenset([training_code_sha256(function)]), server_id, frozenset(asset_ids), function)
+
+    def _mode_reason(self, function: str) -> str:
+        if self.function == DP_FUNCTION_NAME:
+            return (f"this datasite is private (differential privacy): it runs {DP_FUNCTION_NAME}, "
+                    f"not the non-private {function!r}")
+        return f"this datasite runs without differential privacy (--no-dp): it runs {FUNCTION_NAME}, not {function!r}"
 
     def decide(self, f: RequestFacts) -> Decision:
         """Approve only a request that passes every check; the first failure is the reason."""
+        other_mode = f.function in (FUNCTION_NAME, DP_FUNCTION_NAME) and f.function != self.function
         checks = [
             (f.n_changes == 1, f"the request must contain one code change, found {f.n_changes}"),
-            (f.function == FUNCTION_NAME, f"function {f.function!r} is not {FUNCTION_NAME!r}"),
+            (not other_mode, self._mode_reason(f.function)),
+            (f.function == self.function, f"function {f.function!r} is not {self.function!r}"),
             (f.code_sha256 in self.allowed_sha256, f"code sha256 {f.code_sha256[:16]}… is not on the allowlist"),
             (f.input_policy == INPUT_POLICY, f"input policy {f.input_policy} is not the built-in {INPUT_POLICY}"),
             (f.output_policy == OUTPUT_POLICY, f"output policy {f.output_policy} is not the built-in {OUTPUT_POLICY}"),
@@ -98,7 +119,8 @@ class ApprovalPolicy:
         for ok, reason in checks:
             if not ok:
                 return Decision(False, reason)
-        return Decision(True, "allow-listed fedsyft training function")
+        what = "private (DP) training function" if self.function == DP_FUNCTION_NAME else "training function"
+        return Decision(True, f"allow-listed fedsyft {what}")
 
 
 def _policy_name(policy_type: Any) -> str:
@@ -142,13 +164,19 @@ def facts_from_request(request: Any) -> RequestFacts:
 
 
 class AuditLog:
-    """Append-only JSON-lines record of every approval decision."""
+    """Append-only JSON-lines record of every approval decision and every privacy debit or refusal."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def _append(self, entry: dict) -> None:
+        with self._lock, self.path.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
 
     def record(self, facts: RequestFacts | None, decision: Decision, request_id: str = "") -> None:
-        entry = {
+        self._append({
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "request_id": facts.request_id if facts else request_id,
             "requester": facts.requester if facts else None,
@@ -156,9 +184,12 @@ class AuditLog:
             "code_sha256": facts.code_sha256 if facts else None,
             "decision": "approved" if decision.approve else "denied",
             "reason": decision.reason,
-        }
-        with self.path.open("a") as f:
-            f.write(json.dumps(entry) + "\n")
+        })
+
+    def event(self, kind: str, fields: dict) -> None:
+        """A privacy event (``privacy_debit``, ``privacy_refused``, ``privacy_budget``) with its details."""
+        self._append({"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": kind,
+                      **fields})
 
     def entries(self) -> list[dict]:
         if not self.path.exists():

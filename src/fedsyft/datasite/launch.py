@@ -8,6 +8,7 @@ talks to them only through files and one HTTP health check.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -31,6 +32,9 @@ from ..mock import DEFAULT_MOCK_ROWS
 from ..partition import iid
 
 DEFAULT_PORT_BASE = 54879
+#: A private datasite's budget when the owner sets none: record-level ε over all calls, at δ.
+DEFAULT_EPSILON_BUDGET = 10.0
+DEFAULT_DELTA = 1e-5
 READY_TIMEOUT = 180.0  # PySyft's import alone can take 30 s on a loaded 2-core machine
 RESEARCHER_EMAIL = "researcher@fedsyft.org"
 
@@ -80,6 +84,11 @@ class RunningSite:
     def admin_password(self) -> str:
         return json.loads((self.state / "secrets.json").read_text())["admin_password"]
 
+    @property
+    def ledger(self) -> Path:
+        """The privacy ledger of a private datasite."""
+        return self.state / "privacy_ledger.json"
+
 
 def _private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
@@ -118,12 +127,20 @@ class Datasites:
     mock_seed, mock_rows : the synthetic mock's seed (site i uses mock_seed + i) and row
         count (None: as many rows as the shard; see :mod:`fedsyft.mock`).
     manual_approval : no automatic approver; the data owner reviews requests.
+    private : differential privacy (the default): the sites approve and run only the DP
+        training function, and each enforces its budget in a durable ledger. ``False``
+        (``--no-dp``) releases non-private models and local metrics. One value for all
+        sites or one per site.
+    epsilon, delta : the privacy budget of each private site's data set. None keeps the
+        budget a persistent state already holds, or sets :data:`DEFAULT_EPSILON_BUDGET` and
+        :data:`DEFAULT_DELTA` for a new one; a value replaces the stored one (spent ε stays).
     """
 
     def __init__(self, shards: list[Images] | None, *, n_sites: int | None = None, port_base: int = DEFAULT_PORT_BASE,
                  host: str = "127.0.0.1", state_dir: Path | None = None, names: list[str] | None = None,
                  mock_seed: int = 0, mock_rows: int | None = DEFAULT_MOCK_ROWS, manual_approval: bool = False,
-                 ready_timeout: float = READY_TIMEOUT):
+                 ready_timeout: float = READY_TIMEOUT, private: bool | list[bool] = True,
+                 epsilon: float | None = None, delta: float | None = None):
         n_sites = len(shards) if shards is not None else n_sites
         if not n_sites or n_sites < 1:
             raise LaunchError("need at least one datasite")
@@ -136,6 +153,14 @@ class Datasites:
         self.temporary = state_dir is None
         self._state_dir = None if state_dir is None else Path(state_dir).resolve()
         self.shards, self.mock_seed, self.mock_rows, self.manual_approval = shards, mock_seed, mock_rows, manual_approval
+        self.private = [private] * n_sites if isinstance(private, bool) else list(private)
+        if len(self.private) != n_sites:
+            raise LaunchError(f"{len(self.private)} privacy settings given for {n_sites} sites")
+        if epsilon is not None and not (0 < epsilon < float("inf")):
+            raise LaunchError(f"--epsilon must be a positive number, got {epsilon}")
+        if delta is not None and not 0 < delta < 1:
+            raise LaunchError(f"--delta must be between 0 and 1, got {delta}")
+        self.epsilon, self.delta = epsilon, delta
         self.sites: list[RunningSite] = []
 
     @property
@@ -168,6 +193,8 @@ class Datasites:
             for i, name in enumerate(self.names):
                 self.sites.append(self._spawn(i, name))
             self._wait_ready()
+            for i, site in enumerate(self.sites):
+                site.credentials = dataclasses.replace(site.credentials, privacy=self._public_privacy(site, i))
         except BaseException:
             self.stop()
             raise
@@ -190,7 +217,8 @@ class Datasites:
             os.chmod(state / "shard.npz", 0o600)
         port = self.port_base + i
         spec = {"name": name, "host": self.host, "port": port, "parent_pid": os.getpid(),
-                "mock_seed": self.mock_seed + i, "mock_rows": self.mock_rows, "manual_approval": self.manual_approval}
+                "mock_seed": self.mock_seed + i, "mock_rows": self.mock_rows, "manual_approval": self.manual_approval,
+                "privacy": self._privacy_spec(i, name, state)}
         (state / "site.json").write_text(json.dumps(spec, indent=2))
         log = open(state / "server.log", "ab")
         # One BLAS thread per datasite (faster on 2 cores); set before the child loads numpy.
@@ -205,6 +233,25 @@ class Datasites:
         creds = SiteCredentials(name=name, url=url, email=site_secrets["researcher_email"],
                                 password=site_secrets["researcher_password"])
         return RunningSite(name=name, url=url, state=state, process=process, credentials=creds)
+
+    def _privacy_spec(self, i: int, name: str, state: Path) -> dict:
+        """What the datasite's guard needs: private or not, and the budget to set (None: keep the stored one)."""
+        if not self.private[i]:
+            return {"private": False}
+        new = not (state / "privacy_ledger.json").exists()
+        epsilon = self.epsilon if self.epsilon is not None or not new else DEFAULT_EPSILON_BUDGET
+        delta = self.delta if self.delta is not None or not new else DEFAULT_DELTA
+        if self.shards is not None and delta is not None and delta >= 1 / len(self.shards[i]):
+            raise LaunchError(f"delta {delta:g} is not below 1/n = 1/{len(self.shards[i])} for {name}: "
+                              "such a δ allows leaking a whole row; choose a smaller --delta")
+        return {"private": True, "epsilon": epsilon, "delta": delta}
+
+    def _public_privacy(self, site: RunningSite, i: int) -> dict:
+        """What the connection file tells researchers about a site's privacy (from its ledger, once it serves)."""
+        if not self.private[i]:
+            return {"private": False}
+        p = site.startup.get("privacy", {})
+        return {"private": True, "epsilon_budget": p.get("epsilon_budget"), "delta": p.get("delta")}
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout

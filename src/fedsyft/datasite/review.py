@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..connection import ASSET_NAME, DATASET_NAME
-from .approval import ApprovalPolicy, AuditLog, Decision, RequestFacts, facts_from_request, training_code_sha256
+from .approval import ApprovalPolicy, AuditLog, Decision, RequestFacts, facts_from_request
 from .server import ADMIN_EMAIL
 
 
@@ -66,8 +66,8 @@ def connect_as_owner(state_dir: Path) -> list[OwnedSite]:
             raise ReviewError(f"{spec['name']}: cannot log in as its admin at {url} "
                               f"(is 'fedsyft launch' running?): {why}") from None
         assets = [a for d in admin.datasets.get_all() if d.name == DATASET_NAME for a in d.assets if a.name == ASSET_NAME]
-        policy = ApprovalPolicy(frozenset([training_code_sha256()]), secrets["server_id"],
-                                frozenset(str(a.action_id) for a in assets))
+        policy = ApprovalPolicy.for_site(secrets["server_id"], frozenset(str(a.action_id) for a in assets),
+                                         private=bool(spec.get("privacy", {}).get("private", False)))
         owned.append(OwnedSite(spec["name"], folder, admin, policy))
     return owned
 

@@ -6,7 +6,9 @@ its state folder (written by :mod:`fedsyft.datasite.launch`, mode 0700):
 - ``site.json``: name, host, port, dataset name; ``secrets.json`` (0600): server id,
   signing key, admin and researcher credentials; ``shard.npz``: the private data.
 - It writes ``syft.sqlite`` and ``blob/`` (PySyft's state, kept across restarts),
-  ``audit.jsonl`` (approval decisions) and ``ready.json`` once it serves.
+  ``audit.jsonl`` (approval decisions, privacy debits and refusals), on a private
+  datasite ``privacy_ledger.json`` (see :mod:`fedsyft.privacy.ledger`), and
+  ``ready.json`` once it serves.
 
 Why not ``syft.orchestra.launch``: it gives every start a random identity (so no
 state survives a restart) and forks a uvicorn child that outlives a killed parent.
@@ -16,6 +18,8 @@ and exits when the process that launched it is gone.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sys
@@ -65,10 +69,33 @@ def _provision(root, spec: dict, secrets: dict, state: Path) -> None:
     ))
 
 
+def _guard_private_data(state: Path, spec: dict, assets: list, audit) -> dict:
+    """Open (or create) the privacy ledger and put the guard around PySyft's code execution.
+
+    Raises :class:`~fedsyft.privacy.LedgerError` when the ledger cannot be trusted: the
+    datasite then does not serve at all (fail closed).
+    """
+    from ..privacy import PrivacyGuard, PrivacyLedger
+    from ..privacy.ledger import LEDGER_FILE
+    from .approval import DP_FUNCTION_NAME, training_code_sha256
+    from .execution_guard import data_digest, install
+
+    settings = spec["privacy"]
+    marker = state / "privacy_enabled"  # once a ledger existed, a missing one is a loss, not a fresh start
+    ledger, what = PrivacyLedger.open_or_create(state / LEDGER_FILE, settings.get("epsilon"), settings.get("delta"),
+                                               DATASET_NAME, create=not marker.exists())
+    marker.touch()
+    guard = PrivacyGuard(ledger, record=audit.event)
+    guard.note("privacy_budget", detail=what)
+    [asset] = assets
+    with contextlib.redirect_stdout(io.StringIO()):
+        mock = asset.mock
+    install(guard, training_code_sha256(DP_FUNCTION_NAME), data_digest(mock))
+    return guard.status()
+
+
 def serve(state: Path) -> None:
     started = time.perf_counter()
-    import contextlib
-    import io
     import logging
 
     import uvicorn
@@ -79,7 +106,7 @@ def serve(state: Path) -> None:
     from syft.store.blob_storage.on_disk import OnDiskBlobStorageClientConfig, OnDiskBlobStorageConfig
     from syft.types.uid import UID
 
-    from .approval import ApprovalPolicy, Approver, AuditLog, training_code_sha256
+    from .approval import ApprovalPolicy, Approver, AuditLog
 
     timings = {"import_seconds": round(time.perf_counter() - started, 3)}
     spec = json.loads((state / "site.json").read_text())
@@ -108,14 +135,14 @@ def serve(state: Path) -> None:
             (state / "shard.npz").unlink()  # the datasite's database holds the data now
         # Only the training asset may be bound: data the owner uploads later stays out of reach.
         assets = [a for d in root.datasets.get_all() if d.name == DATASET_NAME for a in d.assets if a.name == ASSET_NAME]
-    policy = ApprovalPolicy(
-        allowed_sha256=frozenset([training_code_sha256()]),
-        server_id=str(worker.id),
-        asset_ids=frozenset(str(a.action_id) for a in assets),
-    )
+    private = bool(spec.get("privacy", {}).get("private", False))
+    policy = ApprovalPolicy.for_site(str(worker.id), frozenset(str(a.action_id) for a in assets), private)
+    audit = AuditLog(state / "audit.jsonl")
+    if private:
+        timings["privacy"] = _guard_private_data(state, spec, assets, audit)
     approver = None
     if not spec.get("manual_approval", False):
-        approver = Approver(root, policy, AuditLog(state / "audit.jsonl"))
+        approver = Approver(root, policy, audit)
         approver.start()
 
     # Import what the approved function imports now, not inside the first round's call.
@@ -149,7 +176,12 @@ def main() -> None:
     if len(sys.argv) != 2:
         sys.exit("usage: python -m fedsyft.datasite.server STATE_DIR")
     os.environ["TQDM_DISABLE"] = "1"  # before PySyft loads: no progress bars in the log
-    serve(Path(sys.argv[1]).resolve())
+    from ..privacy.ledger import LedgerError
+
+    try:
+        serve(Path(sys.argv[1]).resolve())
+    except LedgerError as e:  # fail closed: a private datasite whose ledger is not trustworthy does not serve
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

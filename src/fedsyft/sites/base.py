@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..aggregate import Params
-from ..history import SiteRound
+from ..history import WITHHELD_UNDER_DP, SiteRound
 
 PARAM_SHAPES = {"coef": (10, 784), "intercept": (10,)}
 
@@ -44,6 +44,10 @@ class Site(Protocol):
         """Run one local round starting from ``global_params`` (None = fresh model)."""
         ...
 
+    def privacy_query(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Ask a private site's guard about its budget (``{"query": "status"}`` or a plan); reads no data."""
+        ...
+
 
 def payload_bytes(params: Params | None, extra: dict[str, Any]) -> int:
     """Bytes of parameter arrays plus the JSON size of the other fields: what the round's payload carries."""
@@ -56,10 +60,14 @@ def _jsonable(obj: Any) -> Any:
 
 
 def parse_output(site: str, out: Any, seconds: float, bytes_sent: int) -> SiteResult:
-    """Check what ``task.local_train`` returned and turn it into a :class:`SiteResult`.
+    """Check what a training function returned and turn it into a :class:`SiteResult`.
 
-    Raises :class:`SiteError` with the site's own message when it reported an error,
-    or when the answer is not of the expected shape.
+    A private site's answer (``task.local_train_dp`` behind the site's privacy guard)
+    carries no local metrics and a ``privacy`` report from the site's ledger; a
+    non-private one carries the metrics of ``task.local_train``.
+
+    Raises :class:`SiteError` with the site's own message when it reported an error
+    (a refused call included), or when the answer is not of the expected shape.
     """
     if not isinstance(out, dict):
         raise SiteError(site, f"unexpected answer of type {type(out).__name__}")
@@ -70,16 +78,25 @@ def parse_output(site: str, out: Any, seconds: float, bytes_sent: int) -> SiteRe
         for k, shape in PARAM_SHAPES.items():
             if params[k].shape != shape or not np.isfinite(params[k]).all():
                 raise ValueError(f"{k} must be finite with shape {shape}, got {params[k].shape}")
-        cm = out["confusion_matrix"]
         metrics = {k: out[k] for k in out if k not in PARAM_SHAPES}
-        report = SiteRound(
-            n_train=int(out["n_train"]),
-            train_accuracy=float(out["train_accuracy"]), test_accuracy=float(out["test_accuracy"]),
-            train_loss=float(out["train_loss"]), test_loss=float(out["test_loss"]),
-            confusion_matrix=None if cm is None else np.asarray(cm).astype(int).tolist(),
-            seconds=seconds, bytes_sent=bytes_sent, bytes_received=payload_bytes(params, metrics),
-            compute_seconds=float(out.get("compute_seconds", float("nan"))),
-        )
+        common = dict(n_train=int(out["n_train"]), seconds=seconds, bytes_sent=bytes_sent,
+                      bytes_received=payload_bytes(params, metrics))
+        if "privacy" in out:
+            privacy = out["privacy"]
+            report = SiteRound(**common, train_accuracy=None, test_accuracy=None, train_loss=None, test_loss=None,
+                               confusion_matrix=None, compute_seconds=None,
+                               epsilon_spent=float(privacy["epsilon_spent"]),
+                               epsilon_budget=float(privacy["epsilon_budget"]), delta=float(privacy["delta"]),
+                               withheld=list(WITHHELD_UNDER_DP))
+        else:
+            cm = out["confusion_matrix"]
+            report = SiteRound(
+                **common,
+                train_accuracy=float(out["train_accuracy"]), test_accuracy=float(out["test_accuracy"]),
+                train_loss=float(out["train_loss"]), test_loss=float(out["test_loss"]),
+                confusion_matrix=None if cm is None else np.asarray(cm).astype(int).tolist(),
+                compute_seconds=float(out.get("compute_seconds", float("nan"))),
+            )
     except (KeyError, TypeError, ValueError) as e:
         raise SiteError(site, f"malformed answer ({e})") from None
     if report.n_train <= 0:

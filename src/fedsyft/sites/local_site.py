@@ -7,12 +7,14 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..aggregate import Params
 from ..data import Images
-from ..task import local_train
-from .base import SiteResult, parse_output, payload_bytes
+from ..privacy.guard import PrivacyGuard
+from ..task import is_private_config, local_train, local_train_dp
+from .base import SiteError, SiteResult, parse_output, payload_bytes
 
 
 _blas_lock = threading.Lock()
@@ -44,22 +46,52 @@ def _one_blas_thread():
 
 
 class LocalSite:
-    """Holds its shard in memory and calls :func:`fedsyft.task.local_train` directly.
+    """Holds its shard in memory and calls the training functions of :mod:`fedsyft.task` directly.
 
-    It runs the very function a datasite approves, so a simulation's numbers are
+    It runs the very functions a datasite approves, so a simulation's numbers are
     the numbers the real federation gives on the same shards.
+
+    Parameters
+    ----------
+    name, data : the site's name and private shard.
+    privacy : a :class:`~fedsyft.privacy.PrivacyGuard` makes the site private, as a
+        datasite launched with a budget is: it accepts only DP calls and charges each one
+        to its ledger (in memory for a simulation).
+    seed : the site's own randomness for DP-SGD's sampling and noise (None: OS entropy).
+        A seeded simulation repeats itself; nothing the researcher sends seeds it.
     """
 
-    def __init__(self, name: str, data: Images):
+    def __init__(self, name: str, data: Images, privacy: PrivacyGuard | None = None, seed: int | tuple[int, ...] | None = None):
         self.name = name
         self.data = data
+        self.privacy = privacy
+        self._entropy = np.random.SeedSequence(seed) if seed is not None else None
+
+    def _site_randomness(self):
+        # A fresh child per call: calls differ, a seeded simulation still repeats itself.
+        return None if self._entropy is None else self._entropy.spawn(1)[0]
 
     def train(self, global_params: Params | None, config: dict[str, Any]) -> SiteResult:
         sent = payload_bytes(global_params, config)
         start = time.perf_counter()
-        with _one_blas_thread():
-            out = local_train((self.data.X, self.data.y), global_params, dict(config))
+        if is_private_config(config):
+            if self.privacy is None:
+                raise SiteError(self.name, "this site is not private: it runs local_train, not local_train_dp")
+            data = (self.data.X, self.data.y, self._site_randomness())
+            out = self.privacy.run(dict(config), lambda: local_train_dp(data, global_params, dict(config)),
+                                   requester="simulation")
+        else:
+            if self.privacy is not None:
+                raise SiteError(self.name, "this site is private (differential privacy): it runs only "
+                                           "local_train_dp; pass an epsilon")
+            with _one_blas_thread():
+                out = local_train((self.data.X, self.data.y), global_params, dict(config))
         return parse_output(self.name, out, time.perf_counter() - start, sent)
+
+    def privacy_query(self, query: dict[str, Any]) -> dict[str, Any]:
+        if self.privacy is None:
+            return {"error": "this site is not private"}
+        return self.privacy.run(query, lambda: {"error": "not a query"})
 
     def __repr__(self) -> str:
         return f"LocalSite({self.name!r}, n={len(self.data)})"

@@ -96,7 +96,7 @@ class SyftSite:
         self.name = credentials.name
         self.client = client
         self.asset = asset
-        self._function = None
+        self._functions: dict[str, Any] = {}
 
     @classmethod
     def connect(cls, credentials: SiteCredentials) -> SyftSite:
@@ -119,24 +119,27 @@ class SyftSite:
             raise SiteError(c.name, f"expected one dataset {DATASET_NAME!r} with asset {ASSET_NAME!r}, found {len(assets)}")
         return cls(credentials, client, assets[0])
 
-    def training_function(self) -> Any:
-        """``task.local_train`` wrapped as a PySyft function bound to this site's asset."""
-        if self._function is None:
+    def training_function(self, name: str = "local_train") -> Any:
+        """A training function of :mod:`fedsyft.task` wrapped as a PySyft function bound to this site's asset.
+
+        ``name`` is ``"local_train"`` (non-private sites) or ``"local_train_dp"`` (private ones).
+        """
+        if name not in self._functions:
             sy = import_syft()
             from syft.service.policy.policy import OutputPolicyExecuteCount
 
             with quiet_stdout():
-                self._function = sy.syft_function(
+                self._functions[name] = sy.syft_function(
                     input_policy=sy.MixedInputPolicy(client=self.client, data=self.asset,
                                                      global_params=dict, config=dict),
                     # The count is not enforced by PySyft 0.9.5; the data owner's gate is the code hash.
                     output_policy=OutputPolicyExecuteCount(limit=10**6),
-                )(task.local_train)
-        return self._function
+                )(task.TRAINING_FUNCTIONS[name])
+        return self._functions[name]
 
-    def submit(self, function: Any = None) -> None:
+    def submit(self, function: Any = None, name: str = "local_train") -> None:
         """Send the code request (once: a request already on the site is reused)."""
-        function = function if function is not None else self.training_function()
+        function = function if function is not None else self.training_function(name)
         try:
             with quiet_stdout():
                 self.client.code.request_code_execution(function)
@@ -194,8 +197,12 @@ class SyftSite:
         params = {k: np.asarray(v, dtype=np.float32) for k, v in (global_params or {}).items()}
         sent = payload_bytes(params, config)
         start = time.perf_counter()
-        out = self.call("local_train", global_params=params, config=dict(config))
+        out = self.call(task.training_function_name(config), global_params=params, config=dict(config))
         return parse_output(self.name, out, time.perf_counter() - start, sent)
+
+    def privacy_query(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Ask the site's privacy guard (through the approved DP function; it reads no data)."""
+        return self.call("local_train_dp", global_params={}, config=dict(query))
 
     def __repr__(self) -> str:
         return f"SyftSite({self.name!r}, {self.credentials.url!r})"

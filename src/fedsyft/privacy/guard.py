@@ -1,0 +1,144 @@
+"""The site's privacy guard: what decides, before any private row is read, whether a call may run.
+
+A datasite in private mode passes every execution of approved code through
+:meth:`PrivacyGuard.admit` (see :mod:`fedsyft.datasite.execution_guard`); an in-process
+simulation site does the same. The guard
+
+- reads the mechanism from the call's config with the same strict rules the training
+  function applies (so the cost is that of what will execute, never a number the
+  caller reports);
+- composes it with everything the ledger holds and refuses a call that would exceed
+  the budget, naming the remaining ε;
+- otherwise writes the charge durably, and only then lets the call read data.
+
+It also answers two questions that read no data: ``{"query": "status"}`` and
+``{"query": "plan", ...mechanism..., "calls": k}`` (does a whole run fit?).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .accountant import Mechanism
+from .ledger import Charge, LedgerError, PrivacyLedger
+
+#: The keys of the private training function's config (see ``task.local_train_dp``).
+DP_CONFIG_KEYS = frozenset({"noise_multiplier", "sample_rate", "steps", "clip", "lr", "l2"})
+PLAN_KEYS = frozenset({"query", "noise_multiplier", "sample_rate", "steps", "calls"})
+
+
+class PrivacyRefusal(RuntimeError):
+    """The guard refuses a call; ``status`` is the ledger's summary (safe to show the caller)."""
+
+    def __init__(self, message: str, status: dict | None = None):
+        super().__init__(message)
+        self.status = status or {}
+
+
+def _number(config: dict, key: str, kind: type = float) -> float:
+    value = config.get(key)
+    ok = (isinstance(value, int) if kind is int else isinstance(value, int | float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value):
+        raise PrivacyRefusal(f"config[{key!r}] must be {'an integer' if kind is int else 'a finite number'}, "
+                             f"got {value!r}")
+    return value
+
+
+def mechanism_of(config: Any, keys: frozenset = DP_CONFIG_KEYS) -> Mechanism:
+    """The DP-SGD mechanism a config makes the training function execute; :class:`PrivacyRefusal` if malformed."""
+    if not isinstance(config, dict) or set(config) != keys:
+        raise PrivacyRefusal(f"a private call's config must have exactly the keys {sorted(keys)}")
+    try:
+        return Mechanism(_number(config, "noise_multiplier"), _number(config, "sample_rate"),
+                         _number(config, "steps", int))
+    except ValueError as e:
+        raise PrivacyRefusal(str(e)) from None
+
+
+def _fmt(status: dict) -> str:
+    return (f"{status['epsilon_remaining']:.3f} of ε {status['epsilon_budget']:g} remaining "
+            f"at δ={status['delta']:g}")
+
+
+@dataclass
+class PrivacyGuard:
+    """Enforces a :class:`PrivacyLedger`'s budget; ``record`` (optional) is told of every debit and refusal."""
+
+    ledger: PrivacyLedger
+    record: Callable[[str, dict], None] | None = None
+
+    def note(self, kind: str, **fields: Any) -> None:
+        """Tell ``record`` of an event (a debit, a refusal) for the audit log."""
+        if self.record is not None:
+            self.record(kind, fields)
+
+    def status(self) -> dict:
+        """Budget, spent, remaining, δ and the number of calls (raises :class:`LedgerError` if unreadable)."""
+        return self.ledger.read().summary()
+
+    def query(self, config: dict) -> dict:
+        """Answer a status or plan question (reads no data, spends nothing)."""
+        if config.get("query") == "status" and set(config) == {"query"}:
+            return {"privacy": self.status()}
+        if config.get("query") == "plan":
+            mechanism = mechanism_of(config, PLAN_KEYS)
+            calls = _number(config, "calls", int)
+            if not 1 <= calls <= 100_000:
+                raise PrivacyRefusal(f"calls must be between 1 and 100000, got {calls}")
+            state = self.ledger.read()
+            status = state.summary()
+            alone = Mechanism(mechanism.noise_multiplier, mechanism.sample_rate, mechanism.steps * calls)
+            after = state.spent([alone])
+            return {"privacy": {**status, "plan_epsilon_total": after, "plan_fits": after <= state.epsilon_budget}}
+        raise PrivacyRefusal("a query must be {'query': 'status'} or {'query': 'plan', noise_multiplier, "
+                             "sample_rate, steps, calls}")
+
+    def admit(self, config: Any, requester: str = "") -> dict:
+        """Charge one private training call, durably, before it runs.
+
+        Returns the privacy report to attach to the call's answer; raises
+        :class:`PrivacyRefusal` (nothing charged) when the config is malformed or the
+        call does not fit the remaining budget, and :class:`LedgerError` when the ledger
+        cannot be trusted.
+        """
+        try:
+            mechanism = mechanism_of(config)
+            with self.ledger.transaction() as state:
+                before = state.summary()
+                after = state.spent([mechanism])
+                if after > state.epsilon_budget:
+                    raise PrivacyRefusal(
+                        f"privacy budget exhausted: this call would bring ε to {after:.3f}, over the budget; "
+                        f"{_fmt(before)}", before)
+                charge = Charge(mechanism.noise_multiplier, mechanism.sample_rate, mechanism.steps, requester)
+                state.charges.append(charge)
+        except (PrivacyRefusal, LedgerError) as e:
+            self.note("privacy_refused", requester=requester, reason=str(e))
+            raise
+        report = {"epsilon_spent": after, "epsilon_call": after - before["epsilon_spent"],
+                  "epsilon_budget": before["epsilon_budget"], "delta": before["delta"],
+                  "epsilon_remaining": max(0.0, before["epsilon_budget"] - after), "call": charge.call}
+        self.note("privacy_debit", requester=requester, call=charge.call, noise_multiplier=charge.noise_multiplier,
+                  sample_rate=charge.sample_rate, steps=charge.steps, epsilon_spent=after)
+        return report
+
+    def run(self, config: Any, train: Callable[[], dict], requester: str = "") -> dict:
+        """Answer a query, or admit a call and run ``train`` with it; refusals come back as ``{"error": ...}``.
+
+        This is how a private call looks to its caller on a datasite and in a simulation alike.
+        """
+        try:
+            if isinstance(config, dict) and "query" in config:
+                return self.query(config)
+            report = self.admit(config, requester)
+        except PrivacyRefusal as e:
+            return {"error": str(e), "privacy": e.status}
+        except LedgerError as e:
+            return {"error": str(e)}
+        out = train()
+        if isinstance(out, dict):
+            out = {**out, "privacy": report}
+        return out
