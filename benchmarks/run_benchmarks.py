@@ -10,6 +10,9 @@ Sections:
   the set-up breakdown, per-round compute and PySyft overhead, bytes per site.
 - replaced: the replaced project's method (benchmarks/replaced_method.py) on the same split.
 - centralized: one logistic regression on all 60,000 images with the same L2: the ceiling.
+- heterogeneity: strategies on label-skewed partitions (Dirichlet 0.1 over 10 sites; McMahan's
+  pathological 100 x 2 shards of 300 with 10 clients a round; FedProx's 1,000 power-law devices,
+  10 a round, 100 rounds) and the simulation engine's wall time, each as ``fedsyft simulate``.
 - privacy: 2 IID sites x 30,000 rows, 20 rounds, delta 1e-5: global accuracy for each target
   epsilon (and without DP), in simulation; the reconstruction attack on a 40-row site with and
   without DP; a private round against a non-private one on real datasites (``demo --epsilon``).
@@ -117,6 +120,60 @@ def bench_centralized(mnist, config: RunConfig) -> dict:
     return {"test_accuracy": acc, "iterations": int(model.n_iter_[0]), "seconds": round(time.perf_counter() - start, 2)}
 
 
+def _simulate(*args: str) -> dict:
+    """``fedsyft simulate ARGS --json`` as a user runs it: its summary plus the wall time of the whole command."""
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "fedsyft", "simulate", *map(str, args), "--out",
+                             str(OUT / "heterogeneity"), "--json", "-q"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"simulate {args} failed: {result.stderr}")
+    summary = json.loads(result.stdout)
+    acc = summary["global_test_accuracy_per_round"]
+    return {"args": " ".join(map(str, args)), "final_global_test_accuracy": acc[-1], "best": max(acc),
+            "mean_last_10": round(sum(acc[-10:]) / len(acc[-10:]), 4),
+            "rounds_to_0.85": next((i + 1 for i, a in enumerate(acc) if a >= 0.85), None),
+            "rounds_to_0.90": next((i + 1 for i, a in enumerate(acc) if a >= 0.90), None),
+            "wall_seconds": round(time.perf_counter() - start, 2), "accuracy_per_round": acc}
+
+
+HETEROGENEITY = {
+    "dirichlet_0.1_10_sites_20_rounds": ("--sites 10 --partition dirichlet --alpha 0.1 --rounds 20", [
+        "", "--local-iters 2", "--strategy fedprox --mu 0.1 --local-iters 5", "--strategy scaffold --local-iters 3",
+        "--strategy fedavgm --local-iters 2", "--strategy fedadam --server-lr 0.03 --local-iters 2",
+        "--strategy fedyogi --server-lr 0.03 --local-iters 2"]),
+    "pathological_100x2_shards_of_300_10_per_round": (
+        "--sites 100 --partition shards --shards-per-client 2 --shard-size 300 --clients-per-round 10 --rounds 100", [
+            "", "--local-iters 3", "--strategy fedprox --mu 0.1 --local-iters 3",
+            "--strategy fedadam --server-lr 0.01 --local-iters 3 --unweighted"]),
+    "fedprox_powerlaw_1000_devices_10_per_round_100_rounds": (
+        "--sites 1000 --partition powerlaw --clients-per-round 10 --rounds 100", [
+            "", "--local-iters 3 --unweighted", "--strategy fedprox --mu 0.1 --local-iters 3 --unweighted",
+            "--strategy scaffold --local-iters 3", "--strategy fedadam --server-lr 0.01 --local-iters 3 --unweighted",
+            "--strategy fedyogi --server-lr 0.01 --local-iters 5"]),
+}
+
+
+def bench_heterogeneity() -> dict:
+    results: dict = {}
+    for setting, (base, variants) in HETEROGENEITY.items():
+        results[setting] = []
+        for variant in variants:
+            row = _simulate(*base.split(), *variant.split())
+            row["variant"] = variant or "fedavg (defaults)"
+            results[setting].append(row)
+            print(f"  {setting}: {row['variant']}: {row['final_global_test_accuracy']:.4f} "
+                  f"(best {row['best']:.4f}) in {row['wall_seconds']:.1f} s", flush=True)
+    results["timing"] = {
+        "powerlaw_1000_devices_10_per_round_100_rounds": _simulate(*"--sites 1000 --partition powerlaw "
+                                                                   "--clients-per-round 10 --rounds 100".split()),
+        "iid_100_sites_all_every_round_20_rounds": _simulate(*"--sites 100 --rounds 20".split()),
+        "iid_10000_sites_10_per_round_5_rounds": _simulate(*"--sites 10000 --clients-per-round 10 --rounds 5".split()),
+    }
+    for name, row in results["timing"].items():
+        print(f"  timing {name}: {row['wall_seconds']:.1f} s", flush=True)
+    return results
+
+
 PRIVACY_EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0)
 PRIVACY_ROUNDS = 20
 
@@ -211,23 +268,25 @@ def _private_round_cost() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["simulate", "demo", "replaced", "centralized", "privacy"], action="append")
+    parser.add_argument("--only", choices=["simulate", "demo", "replaced", "centralized", "privacy", "heterogeneity"],
+                        action="append")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
-    wanted = args.only or ["simulate", "demo", "replaced", "centralized", "privacy"]
+    wanted = args.only or ["simulate", "demo", "replaced", "centralized", "privacy", "heterogeneity"]
     results = json.loads(args.output.read_text()) if args.output.exists() else {}
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "load_average_at_start": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d")}
     mnist = load_mnist()
     steps = {"simulate": lambda: bench_simulate(mnist), "demo": bench_demo,
              "replaced": lambda: bench_replaced(mnist), "centralized": lambda: bench_centralized(mnist, RunConfig()),
-             "privacy": lambda: bench_privacy(mnist)}
+             "privacy": lambda: bench_privacy(mnist), "heterogeneity": bench_heterogeneity}
     for name in wanted:
         print(f"running {name} ...", flush=True)
         results[name] = steps[name]()
         args.output.write_text(json.dumps(results, indent=1))
     print(json.dumps({k: v.get("final_global_test_accuracy", v.get("test_accuracy", v.get("wall_seconds")))
-                      for k, v in results.items() if isinstance(v, dict) and k not in ("machine", "privacy")}, indent=1))
+                      for k, v in results.items()
+                      if isinstance(v, dict) and k not in ("machine", "privacy", "heterogeneity")}, indent=1))
 
 
 if __name__ == "__main__":

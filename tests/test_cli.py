@@ -130,6 +130,8 @@ def test_launch_serves_a_researcher_and_stops_cleanly_on_sigterm(data_dir, tmp_p
         assert f"  1. MNIST Part 1: http://127.0.0.1:{port}  [NOT private: --no-dp]" in launch.stdout
         assert f"  2. MNIST Part 2: http://127.0.0.1:{port + 1}  [NOT private: --no-dp]" in launch.stdout
         assert json.loads((state / "sites.json").read_text())["sites"][0]["privacy"] == {"private": False}
+        audit = [json.loads(line) for line in (state / "site-1" / "audit.jsonl").read_text().splitlines()]
+        assert audit[0]["event"] == "privacy_off"  # the opt-out is on record
         sites_file = state / "sites.json"
         assert stat.S_IMODE(sites_file.stat().st_mode) == 0o600
         pids = [json.loads((state / f"site-{i}" / "ready.json").read_text())["pid"] for i in (1, 2)]
@@ -355,3 +357,39 @@ def test_simulate_private_runs_and_bad_privacy_options_get_one_line(data_dir, tm
     assert doc["config"]["privacy"]["epsilon"] == 4 and doc["final"]["global_test_accuracy"] > 0.5
     assert_one_line_error(fedsyft("simulate", "--epsilon", 0, timeout=60), "--epsilon")
     assert_one_line_error(fedsyft("launch", "--no-dp", "--epsilon", 2, timeout=60), "--no-dp")
+
+
+def test_simulate_with_a_strategy_sampling_and_a_skewed_partition(data_dir, tmp_path):
+    out = tmp_path / "skewed"
+    result = fedsyft("simulate", "--sites", 10, "--partition", "pathological", "--classes-per-client", 2,
+                     "--strategy", "fedadam", "--server-lr", 0.03, "--clients-per-round", 4, "--rounds", 2,
+                     "--local-iters", 3, "--data-dir", data_dir, "--out", out)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["config"]["strategy_settings"]["strategy"] == "fedadam" and doc["config"]["partition"] == "pathological"
+    assert all(len(r["sampled"]) == 4 and sorted(r["sites"]) == sorted(r["sampled"]) for r in doc["rounds"])
+    assert all(sum(c > 0 for c in counts) == 2 for counts in doc["config"]["label_counts"].values())
+    assert (out / "label_histogram.png").exists()
+
+
+def test_a_thousand_sites_write_readable_outputs(data_dir, tmp_path):
+    out = tmp_path / "many"
+    result = fedsyft("simulate", "--sites", 1000, "--clients-per-round", 10, "--rounds", 2, "--local-iters", 2,
+                     "--data-dir", data_dir, "--out", out, "-q")
+    assert result.returncode == 0, result.stderr
+    from matplotlib.image import imread
+
+    for png in ("accuracy.png", "confusion_matrices.png", "label_histogram.png"):
+        height, width = imread(out / png).shape[:2]
+        assert width <= 2000 and height <= 2000, png
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["simulate", "--partition", "dirichlet", "--sites", 1000, "--min-size", 10], ["--min-size"]),
+    (["simulate", "--partition", "pathological", "--sites", 3, "--classes-per-client", 2], ["--classes-per-client"]),
+    (["simulate", "--strategy", "fedavg", "--mu", 0.1], ["fedavg does not take mu"]),
+    (["simulate", "--strategy", "fedsgd"], ["--strategy"]),
+    (["simulate", "--sites", 10001], ["--sites"]),
+])
+def test_bad_strategy_and_partition_options_get_one_line(data_dir, args, fragments):
+    assert_one_line_error(fedsyft(*args, "--data-dir", data_dir, timeout=60), *fragments)

@@ -38,6 +38,20 @@ def test_federated_run_matches_the_simulation(researcher_sites, small_shards, mn
         assert 0 < site["compute_seconds"] < site["seconds"]
 
 
+@pytest.mark.parametrize("strategy, settings", [("fedprox", {"mu": 0.1}), ("scaffold", {}),
+                                                ("fedadam", {"server_lr": 0.01})])
+def test_each_strategy_family_runs_on_datasites_as_in_simulation(researcher_sites, small_shards, mnist, strategy,
+                                                                 settings):
+    """Site-side terms (FedProx's mu, SCAFFOLD's correction and control variates) cross PySyft intact."""
+    config = RunConfig(rounds=2, local_iters=5, strategy=strategy, **settings)
+    test = mnist.test.subset(slice(0, 2000))
+    real = run_experiment(researcher_sites, config, test, None)
+    local = [LocalSite(s.name, shard) for s, shard in zip(researcher_sites, small_shards)]
+    sim = run_experiment(local, config, test, None)
+    assert np.allclose(real.params["coef"], sim.params["coef"], atol=1e-5)
+    assert real.history.final_accuracy == pytest.approx(sim.history.final_accuracy, abs=2e-4)
+
+
 def test_researcher_cannot_read_the_private_asset(researcher_sites):
     site = researcher_sites[0]
     with quiet_stdout():

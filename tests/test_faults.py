@@ -65,6 +65,6 @@ def test_an_error_inside_the_function_reaches_the_researcher_and_the_site_stays_
         site.train(bad, config)
     with pytest.raises(SiteError, match="NaN or inf"):
         site.train({"coef": np.full((10, 784), np.inf, np.float32), "intercept": np.zeros(10, np.float32)}, config)
-    with pytest.raises(SiteError, match="exactly the keys"):
+    with pytest.raises(SiteError, match="config must have the keys"):
         site.train(None, {**config, "unexpected": 1})
     assert site.train(None, config).n_train == 2700  # the next call works

@@ -100,6 +100,19 @@ def test_the_budget_is_enforced_and_the_refusal_names_what_remains(tmp_path):
     assert events.count("privacy_debit") == 5 and events.count("privacy_refused") == 1
 
 
+def test_a_call_that_crashes_after_its_charge_still_counts(tmp_path):
+    plan = PrivatePlan(epsilon=1.0, rounds=10)
+    ledger = new_ledger(tmp_path)
+
+    def crash():
+        raise MemoryError("the datasite died mid-call")
+
+    with pytest.raises(MemoryError):
+        PrivacyGuard(ledger).run(plan.train_config(), crash)
+    reopened = PrivacyLedger(ledger.path).read()  # as a restarted datasite would read it
+    assert len(reopened.charges) == 1 and reopened.spent() > 0
+
+
 def test_plan_query_says_whether_a_run_fits(tmp_path):
     guard = PrivacyGuard(new_ledger(tmp_path, epsilon=1.5))
     plan = PrivatePlan(epsilon=1.0, rounds=10)

@@ -123,6 +123,20 @@ def test_a_private_run_records_epsilon_and_withholds_local_metrics(owner, mnist,
     assert "withheld" in (tmp_path / "report.html").read_text()
 
 
+@pytest.mark.parametrize("strategy", ["scaffold", "fedprox"])
+def test_strategies_run_privately_and_add_no_privacy_cost(owner, mnist, strategy):
+    """SCAFFOLD's correction and FedProx's mu ride along in the DP config; each call costs what plain DP-SGD does."""
+    researcher = _researcher(owner, 1)
+    before = json.loads(owner.sites[1].ledger.read_text())["charges"]
+    config = RunConfig(rounds=2, epsilon=0.5, strategy=strategy)
+    result = run_experiment([researcher], config, mnist.test.subset(slice(0, 1000)), None)
+    charges = json.loads(owner.sites[1].ledger.read_text())["charges"][len(before):]
+    assert len(charges) == 2
+    assert all(c["noise_multiplier"] == config.plan.noise_multiplier and c["steps"] == config.dp_steps
+               for c in charges)
+    assert np.isfinite(result.params["coef"]).all()
+
+
 def test_a_plan_that_does_not_fit_is_refused_before_any_data_is_read(owner, mnist):
     researcher = _researcher(owner, 1)
     before = json.loads(owner.sites[1].ledger.read_text())["charges"]

@@ -5,7 +5,7 @@ import inspect
 import numpy as np
 import pytest
 
-from fedsyft.task import DEFAULT_TRAIN_CONFIG, evaluate, local_train
+from fedsyft.task import DEFAULT_TRAIN_CONFIG, evaluate, local_train, local_train_dp
 
 CONFIG = dict(DEFAULT_TRAIN_CONFIG)
 
@@ -78,7 +78,9 @@ def test_a_site_missing_classes_still_returns_ten_classes(shard):
 @pytest.mark.parametrize("params, config, message", [
     ({"coef": np.zeros((10, 5)), "intercept": np.zeros(10)}, CONFIG, "global params must be"),
     ({"coef": np.full((10, 784), np.nan), "intercept": np.zeros(10)}, CONFIG, "NaN or inf"),
-    (None, {**CONFIG, "extra": 1}, "exactly the keys"),
+    (None, {**CONFIG, "extra": 1}, "must have the keys"),
+    (None, {**CONFIG, "mu": -1.0}, "out of range"),
+    (None, {**CONFIG, "correction": {"coef": np.zeros((10, 3)), "intercept": np.zeros(10)}}, "correction must be"),
     ({"intercept": np.zeros(10)}, CONFIG, "exactly the keys coef and intercept"),
     ({"coef": np.zeros((10, 784)), "intercept": np.zeros(10), "x": 1}, CONFIG, "exactly the keys coef"),
     (None, {**CONFIG, "local_iters": 10**9}, "out of range"),
@@ -91,9 +93,33 @@ def test_bad_input_comes_back_as_an_error_message(shard, params, config, message
     assert set(out) == {"error"} and message in out["error"]
 
 
-def test_training_function_is_self_contained():
-    source = inspect.getsource(local_train)
+@pytest.mark.parametrize("function", [local_train, local_train_dp])
+def test_training_functions_are_self_contained(function):
+    source = inspect.getsource(function)
     imports = [ln.strip() for ln in source.splitlines() if ln.strip().startswith(("import ", "from "))]
-    allowed = ("numpy", "sklearn", "threadpoolctl", "time", "warnings")
+    allowed = ("numpy", "scipy", "sklearn", "threadpoolctl", "time", "warnings")
     assert imports and all(ln.split()[1].split(".")[0] in allowed for ln in imports), imports
     assert "fedsyft" not in source.replace("fedsyft's", "")
+
+
+def test_fedprox_term_keeps_the_local_model_near_the_global_one(shard):
+    start = _params(local_train(shard, None, {**CONFIG, "local_iters": 3}))
+    free = local_train(shard, start, CONFIG)
+    held = local_train(shard, start, {**CONFIG, "mu": 1.0})
+    drift = lambda out: np.linalg.norm(out["coef"] - start["coef"])  # noqa: E731
+    assert drift(held) < 0.5 * drift(free)
+    assert "control_variate" not in held
+
+
+def test_scaffold_correction_shifts_the_gradient_and_returns_the_gradient_at_the_global_model(shard):
+    start = _params(local_train(shard, None, {**CONFIG, "local_iters": 3}))
+    zero = {"coef": np.zeros((10, 784), np.float32), "intercept": np.zeros(10, np.float32)}
+    plain = local_train(shard, start, CONFIG)
+    corrected = local_train(shard, start, {**CONFIG, "correction": zero})
+    assert np.allclose(plain["coef"], corrected["coef"], atol=1e-6)  # a zero correction changes nothing
+    # c_i = the gradient of the local objective at the global model: stepping against it lowers the loss.
+    c = corrected["control_variate"]
+    assert c["coef"].shape == (10, 784) and np.abs(c["coef"]).sum() > 0
+    push = {"coef": np.full((10, 784), 0.05, np.float32), "intercept": np.zeros(10, np.float32)}
+    pushed = local_train(shard, start, {**CONFIG, "correction": push})
+    assert pushed["coef"].mean() < plain["coef"].mean()  # a positive linear term drives coefficients down

@@ -4,6 +4,7 @@ The Python API in one place (see the README for a walkthrough)::
 
     from fedsyft import Datasites, RunConfig, connect_sites, request_approval, run_experiment
     from fedsyft import load_mnist, shard_mnist, LocalSite, fedavg, local_train, evaluate
+    from fedsyft import make_strategy, make_partition, PrivatePlan, local_train_dp
 
 Importing fedsyft does not import PySyft; that happens when a datasite is reached.
 """
@@ -17,13 +18,16 @@ from .datasite.launch import Datasites, shard_mnist
 from .experiment import RunConfig, connect_sites, request_approval, run_experiment
 from .federation import federate
 from .history import History
-from .partition import dirichlet, iid
+from .partition import dirichlet, iid, make_partition
+from .privacy import PrivacyGuard, PrivacyLedger, PrivatePlan
 from .sites import LocalSite, SiteError
-from .task import evaluate, local_train, model_from_params
+from .strategies import Strategy, make_strategy
+from .task import evaluate, local_train, local_train_dp, model_from_params
 
 __all__ = [
-    "Datasites", "History", "Images", "LocalSite", "MNIST", "RunConfig", "SiteCredentials", "SiteError",
+    "Datasites", "History", "Images", "LocalSite", "MNIST", "PrivacyGuard", "PrivacyLedger", "PrivatePlan",
+    "RunConfig", "SiteCredentials", "SiteError", "Strategy",
     "as_images", "connect_sites", "dirichlet", "evaluate", "fedavg", "federate", "iid", "load_mnist",
-    "local_train", "model_from_params", "read_sites_file", "request_approval", "run_experiment",
-    "shard_mnist", "write_sites_file",
+    "local_train", "local_train_dp", "make_partition", "make_strategy", "model_from_params", "read_sites_file",
+    "request_approval", "run_experiment", "shard_mnist", "write_sites_file",
 ]

@@ -41,6 +41,18 @@ DEFAULT_SITES_FILE = Path(".fedsyft") / SITES_FILE
 class Partition(str, Enum):
     iid = "iid"
     dirichlet = "dirichlet"
+    shards = "shards"
+    pathological = "pathological"
+    powerlaw = "powerlaw"
+
+
+class StrategyName(str, Enum):
+    fedavg = "fedavg"
+    fedprox = "fedprox"
+    scaffold = "scaffold"
+    fedavgm = "fedavgm"
+    fedadam = "fedadam"
+    fedyogi = "fedyogi"
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -94,17 +106,31 @@ SAMPLE_RATE = typer.Option(0.04, "--sample-rate", min=1e-6, max=1.0, help="DP-SG
 DP_STEPS = typer.Option(50, "--dp-steps", min=1, max=10000, help="DP-SGD: noisy gradient steps per site per round.")
 CLIP = typer.Option(1.0, "--clip", min=1e-6, help="DP-SGD: per-example gradient norm bound.")
 DP_LR = typer.Option(None, "--dp-lr", min=1e-6, help="DP-SGD: step size (default: 10 / noise multiplier, within 0.5-8; tuned on MNIST).")
+STRATEGY = typer.Option(StrategyName.fedavg, "--strategy", help="The researcher's algorithm: fedavg, fedprox (--mu), scaffold, or a server optimizer fedavgm (--server-momentum), fedadam, fedyogi (--beta1, --beta2, --tau); --server-lr for all but fedavg/fedprox.")
+MU = typer.Option(None, "--mu", min=0, max=1000, help="FedProx: weight of the proximal term mu/2 |w - w_global|^2 (default 0.01).")
+SERVER_LR = typer.Option(None, "--server-lr", min=1e-9, help="Server step size (scaffold, fedavgm: 1.0; fedadam, fedyogi: 0.01).")
+SERVER_MOMENTUM = typer.Option(None, "--server-momentum", min=0, max=0.999, help="FedAvgM: server momentum (default 0.9).")
+BETA1 = typer.Option(None, "--beta1", min=0, max=0.999, help="FedAdam/FedYogi: first-moment decay (default 0.9).")
+BETA2 = typer.Option(None, "--beta2", min=0, max=0.999999, help="FedAdam/FedYogi: second-moment decay (default 0.99).")
+TAU = typer.Option(None, "--tau", min=1e-12, help="FedAdam/FedYogi: adaptivity (default 1e-3).")
+CLIENTS_PER_ROUND = typer.Option(None, "--clients-per-round", min=1, help="Sites called each round, sampled uniformly with --seed (default: all); recorded per round.")
 PORT_BASE = typer.Option(DEFAULT_PORT_BASE, "--port-base", min=1, max=65535, help="Site i listens on port-base + i - 1.")
 
 
 def _run_config(rounds: int, seed: int, local_iters: int, l2: float, unweighted: bool, epsilon=None, delta=None,
-                sample_rate=0.04, dp_steps=50, clip=1.0, dp_lr=None):
+                sample_rate=0.04, dp_steps=50, clip=1.0, dp_lr=None, strategy=None):
     from .experiment import RunConfig
     from .privacy.plan import DEFAULT_DELTA
 
     return RunConfig(rounds=rounds, seed=seed, local_iters=local_iters, l2=l2, weighted=not unweighted,
                      epsilon=epsilon, delta=delta if delta is not None else DEFAULT_DELTA, sample_rate=sample_rate,
-                     dp_steps=dp_steps, clip=clip, dp_lr=dp_lr)
+                     dp_steps=dp_steps, clip=clip, dp_lr=dp_lr, **(strategy or {}))
+
+
+def _strategy(strategy, mu, server_lr, server_momentum, beta1, beta2, tau, clients_per_round) -> dict:
+    """The RunConfig fields of the strategy options (None: the strategy's default)."""
+    return {"strategy": strategy.value, "mu": mu, "server_lr": server_lr, "server_momentum": server_momentum,
+            "beta1": beta1, "beta2": beta2, "tau": tau, "clients_per_round": clients_per_round}
 
 
 def _output(quiet: bool, json_summary: bool, verbose: bool = False):
@@ -160,13 +186,19 @@ def launch(
     epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Each datasite's total privacy budget: record-level ε over every call, by every account, across runs and restarts (with --state). Default: 10 for a new state, else the stored budget."),
     delta: Optional[float] = typer.Option(None, "--delta", min=1e-12, max=0.5, help="δ of the budget (default 1e-5; must be below 1/rows)."),
     no_dp: bool = typer.Option(False, "--no-dp", help="Opt out of differential privacy: release non-private models and local metrics (a researcher can then reconstruct rows of a small data set)."),
+    partition: Partition = typer.Option(Partition.iid, "--partition", help="How the training images are split over the datasites (as for 'fedsyft simulate')."),
+    alpha: float = typer.Option(0.5, "--alpha", help="dirichlet: concentration (small = skewed)."),
+    min_size: int = typer.Option(10, "--min-size", min=1, help="dirichlet: the fewest rows a site may get."),
+    shards_per_client: int = typer.Option(2, "--shards-per-client", min=1, help="shards: shards dealt to each site."),
+    shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="shards: rows per shard."),
+    classes_per_client: int = typer.Option(2, "--classes-per-client", min=1, max=10, help="pathological, powerlaw: classes each site holds."),
 ) -> None:
     """Data owner: start datasites holding disjoint MNIST shards and keep them running until Ctrl-C.
 
     Private by default: each datasite runs only the DP training function and enforces its
     privacy budget itself (see 'fedsyft budget').
     """
-    from .datasite.launch import Datasites, shard_mnist
+    from .datasite.launch import Datasites
 
     _interrupt_on_signals()
     sites_file = (state / SITES_FILE) if state else DEFAULT_SITES_FILE
@@ -181,7 +213,11 @@ def launch(
         if datasites.needs_data():
             from .data import load_mnist
 
-            datasites.shards = shard_mnist(load_mnist(data_dir), sites, seed)
+            train = load_mnist(data_dir).train
+            settings = _partition_settings(partition, alpha, min_size, shards_per_client, shard_size,
+                                           classes_per_client)
+            datasites.shards = [train.subset(idx)
+                                for idx in _make_partition(partition.value, train.y, sites, seed, settings)]
         where = "a temporary state, deleted on exit" if datasites.temporary else f"state: {datasites.state_dir}"
         typer.echo(f"Starting {sites} datasites ({where}) ...")
         datasites.start()
@@ -234,8 +270,16 @@ def run(
     dp_steps: int = DP_STEPS,
     clip: float = CLIP,
     dp_lr: Optional[float] = DP_LR,
+    strategy: StrategyName = STRATEGY,
+    mu: Optional[float] = MU,
+    server_lr: Optional[float] = SERVER_LR,
+    server_momentum: Optional[float] = SERVER_MOMENTUM,
+    beta1: Optional[float] = BETA1,
+    beta2: Optional[float] = BETA2,
+    tau: Optional[float] = TAU,
+    clients_per_round: Optional[int] = CLIENTS_PER_ROUND,
 ) -> None:
-    """Researcher: train on the datasites in a sites file with FedAvg (privately with --epsilon)."""
+    """Researcher: train on the datasites in a sites file (FedAvg or --strategy; privately with --epsilon)."""
     from .connection import read_sites_file
 
     with _output(quiet, json_summary, verbose) as output, _user_errors(INTERRUPTED_RUN):
@@ -245,7 +289,8 @@ def run(
         if not resume:
             delta = _check_privacy_mode(credentials, epsilon, delta)
         config = _run_config(rounds, seed, local_iters, l2, unweighted, epsilon, delta, sample_rate, dp_steps, clip,
-                             dp_lr)
+                             dp_lr, _strategy(strategy, mu, server_lr, server_momentum, beta1, beta2, tau,
+                                              clients_per_round))
         if resume:
             config, out, stored = _resumed(resume, out)
             data_dir = data_dir or (Path(stored["test_data_dir"]) if stored.get("test_data_dir") else None)
@@ -339,6 +384,14 @@ def demo(
     dp_steps: int = DP_STEPS,
     clip: float = CLIP,
     dp_lr: Optional[float] = DP_LR,
+    strategy: StrategyName = STRATEGY,
+    mu: Optional[float] = MU,
+    server_lr: Optional[float] = SERVER_LR,
+    server_momentum: Optional[float] = SERVER_MOMENTUM,
+    beta1: Optional[float] = BETA1,
+    beta2: Optional[float] = BETA2,
+    tau: Optional[float] = TAU,
+    clients_per_round: Optional[int] = CLIENTS_PER_ROUND,
 ) -> None:
     """Everything on this machine: launch datasites, run FedAvg as a researcher, stop the datasites."""
     import time
@@ -354,7 +407,8 @@ def demo(
     try:
         with _user_errors("interrupted; the datasites were stopped and finished rounds kept"):
             config = _run_config(rounds, seed, local_iters, l2, False, epsilon, None, sample_rate, dp_steps, clip,
-                                 dp_lr)
+                                 dp_lr, _strategy(strategy, mu, server_lr, server_momentum, beta1, beta2, tau,
+                                                  clients_per_round))
             mnist = load_mnist(data_dir)
             # PySyft's import takes seconds: do it while the datasites start.
             syft_import = threading.Thread(target=import_syft, daemon=True)
@@ -379,12 +433,16 @@ def demo(
 
 @app.command()
 def simulate(
-    sites: int = typer.Option(2, "--sites", min=1, max=1000, help="Number of in-process sites."),
+    sites: int = typer.Option(2, "--sites", min=1, max=10000, help="Number of in-process sites."),
     rounds: int = ROUNDS,
     seed: int = SEED,
     out: Optional[Path] = OUT,
-    partition: Partition = typer.Option(Partition.iid, "--partition", help="How the training images are split over the sites."),
-    alpha: float = typer.Option(0.5, "--alpha", help="Dirichlet concentration for --partition dirichlet (small = skewed)."),
+    partition: Partition = typer.Option(Partition.iid, "--partition", help="How the training images are split over the sites: iid; dirichlet (--alpha, --min-size); shards (McMahan et al.: sorted by label, --shards-per-client of --shard-size rows); pathological (--classes-per-client); powerlaw (FedProx's MNIST set-up: --classes-per-client digits, lognormal sizes)."),
+    alpha: float = typer.Option(0.5, "--alpha", help="dirichlet: concentration (small = skewed)."),
+    min_size: int = typer.Option(10, "--min-size", min=1, help="dirichlet: the fewest rows a site may get (draws are repeated until every site has them)."),
+    shards_per_client: int = typer.Option(2, "--shards-per-client", min=1, help="shards: shards dealt to each site."),
+    shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="shards: rows per shard (default: rows / (sites x shards per site))."),
+    classes_per_client: int = typer.Option(2, "--classes-per-client", min=1, max=10, help="pathological, powerlaw: classes each site holds."),
     local_iters: int = LOCAL_ITERS,
     l2: float = L2,
     unweighted: bool = UNWEIGHTED,
@@ -400,38 +458,81 @@ def simulate(
     dp_steps: int = DP_STEPS,
     clip: float = CLIP,
     dp_lr: Optional[float] = DP_LR,
+    strategy: StrategyName = STRATEGY,
+    mu: Optional[float] = MU,
+    server_lr: Optional[float] = SERVER_LR,
+    server_momentum: Optional[float] = SERVER_MOMENTUM,
+    beta1: Optional[float] = BETA1,
+    beta2: Optional[float] = BETA2,
+    tau: Optional[float] = TAU,
+    clients_per_round: Optional[int] = CLIENTS_PER_ROUND,
 ) -> None:
-    """No servers: the same loop and training function with in-process sites (fast experiments)."""
+    """No servers: the same loop and training functions with in-process sites, on both cores (fast experiments)."""
     import time
 
     from . import partition as partitions
     from .data import load_mnist
     from .experiment import default_run_dir, run_experiment
     from .sites import LocalSite
+    from .sites.simulation import engine_for
 
     start = time.perf_counter()
     with _output(quiet, json_summary) as output, _user_errors(INTERRUPTED_RUN):
         config = _run_config(rounds, seed, local_iters, l2, unweighted, epsilon, delta, sample_rate, dp_steps, clip,
-                             dp_lr)
+                             dp_lr, _strategy(strategy, mu, server_lr, server_momentum, beta1, beta2, tau,
+                                              clients_per_round))
+        settings = _partition_settings(partition, alpha, min_size, shards_per_client, shard_size, classes_per_client)
         if resume:
             config, out, stored = _resumed(resume, out)
             sites, partition = len(stored["sites"]), Partition(stored.get("partition", "iid"))
-            alpha = stored.get("alpha", alpha)
+            settings = stored.get("partition_settings", {"alpha": stored["alpha"]} if "alpha" in stored else {})
             data_dir = data_dir or (Path(stored["data_dir"]) if stored.get("data_dir") else None)
         mnist = load_mnist(data_dir)
-        if partition is Partition.iid:
-            shards = partitions.iid(len(mnist.train), sites, config.seed)
-        else:
-            shards = partitions.dirichlet(mnist.train.y, sites, alpha, config.seed)
+        shards = _make_partition(partition.value, mnist.train.y, sites, config.seed, settings)
         site_list = [LocalSite(f"MNIST Part {i + 1}", mnist.train.subset(idx), privacy=_simulated_guard(config),
                                seed=(config.seed, i))
                      for i, idx in enumerate(shards)]
+        counts = partitions.label_counts(mnist.train.y, shards, 10)
         out = out or default_run_dir()
-        extra = {"site_kind": "local", "data_dir": str(data_dir.resolve()) if data_dir else None, "partition": partition.value, **({"alpha": alpha} if partition is Partition.dirichlet else {})}
-        result = run_experiment(site_list, config, mnist.test, out, observers=output.observers([s.name for s in site_list]),
-                                extra=extra, min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None)
+        extra = {"site_kind": "local", "data_dir": str(data_dir.resolve()) if data_dir else None,
+                 "partition": partition.value, "partition_settings": settings,
+                 "label_counts": {s.name: c.tolist() for s, c in zip(site_list, counts)}}
+        workers = os.cpu_count() or 2
+        with engine_for(site_list, workers):  # the fits run in one worker process per core
+            result = run_experiment(site_list, config, mnist.test, out,
+                                    observers=output.observers([s.name for s in site_list]), extra=extra,
+                                    min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None,
+                                    max_workers=workers)
         output.close()
         output.summary(result.history, out, time.perf_counter() - start)
+
+
+_PARTITION_FLAGS = {"num_shards": "--sites", "min_size": "--min-size", "classes_per_client": "--classes-per-client",
+                    "shards_per_client": "--shards-per-client", "shard_size": "--shard-size", "alpha": "--alpha"}
+
+
+def _make_partition(name: str, labels, n_sites: int, seed: int, settings: dict):
+    """The partition, with its errors in the command's own words (flags, not Python names)."""
+    import re
+
+    from .partition import make_partition
+
+    try:
+        return make_partition(name, labels, n_sites, seed, **settings)
+    except ValueError as e:
+        message = re.sub(r"\b(" + "|".join(_PARTITION_FLAGS) + r")\b", lambda m: _PARTITION_FLAGS[m.group(1)], str(e))
+        raise ValueError(message.replace("----", "--")) from None
+
+
+def _partition_settings(partition, alpha, min_size, shards_per_client, shard_size, classes_per_client) -> dict:
+    """The options that apply to ``partition`` (recorded with the run, so --resume splits the same way)."""
+    return {
+        Partition.iid: {},
+        Partition.dirichlet: {"alpha": alpha, "min_size": min_size},
+        Partition.shards: {"shards_per_client": shards_per_client, "shard_size": shard_size},
+        Partition.pathological: {"classes_per_client": classes_per_client},
+        Partition.powerlaw: {"classes_per_client": classes_per_client},
+    }[partition]
 
 
 def _simulated_guard(config):

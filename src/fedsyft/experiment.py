@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import task
 from .connection import SiteCredentials
 from .data import Images
@@ -45,6 +47,11 @@ class RunConfig:
     delta, sample_rate, dp_steps, clip, dp_lr : DP-SGD's δ, Poisson sampling rate,
         steps per round, per-example clip norm and step size (see
         :class:`fedsyft.privacy.PrivatePlan`); ``l2`` applies to both kinds of training.
+    strategy : the researcher's algorithm, a name of :data:`fedsyft.strategies.STRATEGIES`;
+        its settings: ``mu`` (FedProx), ``server_lr`` (SCAFFOLD and the server optimizers),
+        ``server_momentum`` (FedAvgM), ``beta1``, ``beta2``, ``tau`` (FedAdam, FedYogi).
+        None means the strategy's default.
+    clients_per_round : sites called each round, sampled uniformly with ``seed`` (None: all).
     """
 
     rounds: int = 5
@@ -59,6 +66,14 @@ class RunConfig:
     dp_steps: int = DEFAULT_STEPS
     clip: float = DEFAULT_CLIP
     dp_lr: float | None = DEFAULT_LR
+    strategy: str = "fedavg"
+    mu: float | None = None
+    server_lr: float | None = None
+    server_momentum: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    tau: float | None = None
+    clients_per_round: int | None = None
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -71,6 +86,15 @@ class RunConfig:
             raise ValueError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
         self._plan = None
         self.plan  # validates the privacy settings early
+        self.make_strategy()  # and the strategy's
+
+    def make_strategy(self):
+        """A fresh :class:`~fedsyft.strategies.Strategy` for this run's settings."""
+        from .strategies import make_strategy
+
+        return make_strategy(self.strategy, mu=self.mu, server_lr=self.server_lr,
+                             server_momentum=self.server_momentum, beta1=self.beta1, beta2=self.beta2, tau=self.tau,
+                             clients_per_round=self.clients_per_round, seed=self.seed, weighted=self.weighted)
 
     @property
     def private(self) -> bool:
@@ -95,6 +119,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["strategy_settings"] = self.make_strategy().describe()
         if self.private:
             d["privacy"] = self.plan.describe()
         return d
@@ -118,8 +143,10 @@ def default_run_dir(root: Path = Path("runs")) -> Path:
 def evaluator(test: Images):
     """The researcher's scoring function: the global model on the public test set."""
 
+    X = np.asarray(test.X, dtype=np.float32) / np.float32(255)  # scaled once, not every round
+
     def evaluate(params) -> GlobalEval:
-        return GlobalEval(**task.evaluate(params, test.X, test.y))
+        return GlobalEval(**task.evaluate(params, X, test.y, scaled=True))
 
     return evaluate
 
@@ -136,6 +163,7 @@ def run_experiment(
     min_sites: int | None = None,
     site_timeout: float | None = None,
     resume: bool = False,
+    max_workers: int | None = None,
 ) -> FederationResult:
     """Federate over ``sites`` and write the run directory (metrics.json and model.npz after every round).
 
@@ -146,7 +174,8 @@ def run_experiment(
     observers : progress displays; see :class:`fedsyft.federation.RoundObserver`.
     extra : merged into the recorded config (e.g. the kind of sites).
     timings : seconds of set-up steps, stored under ``timings`` in metrics.json.
-    min_sites, site_timeout : the quorum and per-call timeout; see :func:`fedsyft.federate`.
+    min_sites, site_timeout, max_workers : the quorum, per-call timeout and calls in flight;
+        see :func:`fedsyft.federate`.
     resume : continue the run in ``out_dir`` from its last finished round. Every round
         is checkpointed there (checkpoint.npz: global parameters and history in one file);
         nothing random happens on the researcher's side, so a resumed run ends with
@@ -155,36 +184,38 @@ def run_experiment(
     history = History(config={**config.to_dict(), "sites": [s.name for s in sites], **(extra or {})},
                       timings=dict(timings or {}))
     params = None
+    strategy = config.make_strategy()
     if resume:
         if out_dir is None:
             raise ValueError("resuming needs the run directory")
-        history, params = _checkpoint(Path(out_dir), history)
+        history, params, state = _checkpoint(Path(out_dir), history)
+        strategy.load_state(state)
     if config.private:  # every site must accept the whole (remaining) plan before any data is touched
         check_privacy_plan(sites, config.plan, calls=config.rounds - len(history.rounds))
-    run_dir = RunDirectory(out_dir, history) if out_dir is not None else None
+    run_dir = RunDirectory(out_dir, history, strategy) if out_dir is not None else None
     all_observers = [*observers, *([run_dir] if run_dir else [])]
     try:
         return federate(sites, config.rounds, config.train_config(), evaluator(test), history=history,
-                        weighted=config.weighted, observers=all_observers, min_sites=min_sites,
-                        site_timeout=site_timeout, params=params)
+                        strategy=strategy, observers=all_observers, min_sites=min_sites,
+                        site_timeout=site_timeout, params=params, max_workers=max_workers)
     finally:
         if run_dir is not None:
             run_dir.finish()
 
 
-def _checkpoint(run_dir: Path, fresh: History) -> tuple[History, Any]:
-    """The history and global parameters saved in ``run_dir``, checked against this run's config."""
-    saved, params = load_checkpoint(run_dir)
+def _checkpoint(run_dir: Path, fresh: History) -> tuple[History, Any, dict]:
+    """The history, global parameters and strategy state saved in ``run_dir``, checked against this run's config."""
+    saved, params, state = load_checkpoint(run_dir)
     for key in ("seed", "local_iters", "l2", "test_fraction", "weighted", "sites", "epsilon", "delta", "sample_rate",
-                "dp_steps", "clip", "dp_lr"):
-        if saved.config.get(key) != fresh.config.get(key):
+                "dp_steps", "clip", "dp_lr", "strategy", "strategy_settings"):
+        if key in saved.config and saved.config.get(key) != fresh.config.get(key):
             raise ValueError(f"cannot resume {run_dir}: its {key} is {saved.config.get(key)!r}, "
                              f"this run's is {fresh.config.get(key)!r}")
     if len(saved.rounds) >= fresh.config["rounds"]:
         raise ValueError(f"nothing to do: {run_dir} already has all {len(saved.rounds)} rounds")
     saved.config["rounds"] = fresh.config["rounds"]
     saved.timings = {**saved.timings, **{f"resume_{k}": v for k, v in fresh.timings.items()}}
-    return saved, params
+    return saved, params, state
 
 
 def connect_sites(credentials: Sequence[SiteCredentials]) -> list:

@@ -1,7 +1,8 @@
-"""The federation loop: send the global model to every site, average, evaluate, record.
+"""The federation loop: ask the strategy whom to call with what, call them, let it aggregate, evaluate, record.
 
-It knows sites only through the :class:`~fedsyft.sites.Site` protocol, so the same
-loop drives in-process simulations and real PySyft datasites.
+It knows sites only through the :class:`~fedsyft.sites.Site` protocol and algorithms only
+through :class:`~fedsyft.strategies.Strategy`, so the same small loop drives in-process
+simulations and real PySyft datasites, with any strategy.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .aggregate import Params, fedavg
+from .aggregate import Params
 from .history import GlobalEval, History, RoundRecord
 from .sites.base import Site, SiteError, SiteResult
+from .strategies.base import FitInstruction, Strategy
 
 
 class FederationError(RuntimeError):
@@ -50,30 +52,34 @@ def federate(
     evaluate: Callable[[Params], GlobalEval],
     *,
     history: History,
+    strategy: Strategy | None = None,
     weighted: bool = True,
     observers: Sequence[RoundObserver] = (),
     min_sites: int | None = None,
     site_timeout: float | None = None,
     params: Params | None = None,
+    max_workers: int | None = None,
 ) -> FederationResult:
-    """Run FedAvg over ``sites`` until ``history`` holds ``rounds`` rounds.
+    """Run ``strategy`` (default FedAvg) over ``sites`` until ``history`` holds ``rounds`` rounds.
 
     Parameters
     ----------
-    sites : the sites; every round calls all of them in parallel threads.
+    sites : the sites; each round the strategy picks whom to call (all, by default), in parallel.
     rounds : the total number of rounds, at least 1.
-    train_config : sent unchanged to every site every round.
+    train_config : the run's training config; the strategy may add its own keys per site.
     evaluate : scores the new global parameters on the researcher's test set.
     history : where rounds are appended (it carries the run's config). A history
         that already holds rounds is continued, from ``params``.
-    weighted : FedAvg weights by n_train (True) or a plain mean (False).
+    strategy : what to send each site and how to aggregate; None: FedAvg (``weighted``).
+    weighted : FedAvg weights by n_train (True) or a plain mean (False), when no strategy is given.
     observers : told when a round starts, as each site finishes and when a round ends.
-    min_sites : the quorum: a round counts when at least this many sites answered
-        (default: all but one, at least one). Failed sites are recorded in the
-        round's ``failures``, left out of that round's average (the weights are
-        renormalised over the sites that answered) and asked again next round.
+    min_sites : the quorum: a round counts when at least this many of the sites called
+        answered (default: all but one, at least one). Failed sites are recorded in the
+        round's ``failures``, left out of that round's aggregate and asked again when next called.
     site_timeout : seconds to wait for a site's answer in a round (None: no limit).
     params : the global parameters to start from (None: each site starts fresh).
+    max_workers : calls in flight at once (None: one per site called). In-process sites
+        compete for the cores, so a simulation passes the number of cores.
 
     Raises
     ------
@@ -87,29 +93,36 @@ def federate(
         raise ValueError("no sites to train on")
     names = [s.name for s in sites]
     if len(set(names)) != len(names):
-        raise ValueError(f"site names must be unique, got {names}")
-    quorum = default_min_sites(len(sites)) if min_sites is None else min_sites
-    if not 1 <= quorum <= len(sites):
-        raise ValueError(f"min_sites must be between 1 and {len(sites)}, got {quorum}")
+        raise ValueError(f"site names must be unique, got {names[:10]}")
     if history.rounds and params is None:
         raise ValueError("continuing a run needs the global parameters of its last round")
+    if strategy is None:
+        from .strategies.fedavg import FedAvg
+
+        strategy = FedAvg(weighted=weighted)
+    by_name = dict(zip(names, sites))
 
     for round_no in range(len(history.rounds) + 1, rounds + 1):
+        plan = strategy.configure_fit(round_no, params, names, train_config)
+        quorum = default_min_sites(len(plan)) if min_sites is None else min_sites
+        if not 1 <= quorum <= len(plan):
+            raise ValueError(f"min_sites must be between 1 and the {len(plan)} sites called each round, got {quorum}")
         for o in observers:
             o.round_started(round_no, rounds)
         start = time.perf_counter()
-        results, failures = _call_sites(sites, params, train_config, site_timeout, round_no, observers)
+        results, failures = _call_sites(by_name, plan, site_timeout, round_no, observers, max_workers)
         if len(results) < quorum:
-            detail = "; ".join(f"{n}: {why}" for n, why in failures.items())
-            raise FederationError(f"round {round_no}: only {len(results)} of {len(sites)} sites answered, "
+            detail = "; ".join(f"{n}: {why}" for n, why in list(failures.items())[:5])
+            raise FederationError(f"round {round_no}: only {len(results)} of {len(plan)} sites answered, "
                                   f"{quorum} needed ({detail})")
-        params = fedavg([(results[n].params, results[n].n_train) for n in names if n in results], weighted=weighted)
+        params = strategy.aggregate_fit(round_no, params, {n: results[n] for n in plan if n in results})
         record = RoundRecord(
             round=round_no,
             seconds=0.0,
             global_=evaluate(params),
-            sites={n: results[n].report for n in names if n in results},
-            failures={n: failures[n] for n in names if n in failures},
+            sites={n: results[n].report for n in plan if n in results},
+            failures={n: failures[n] for n in plan if n in failures},
+            sampled=list(plan) if len(plan) < len(sites) else None,
         )
         record.seconds = time.perf_counter() - start
         history.rounds.append(record)
@@ -120,12 +133,14 @@ def federate(
     return FederationResult(history, params)
 
 
-def _call_sites(sites, params, train_config, timeout, round_no, observers):
+def _call_sites(by_name: dict[str, Site], plan: dict[str, FitInstruction], timeout, round_no, observers,
+                max_workers):
     """One round's calls, in parallel; returns answers and failure reasons by site name."""
     # A fresh pool per round: a call that timed out may still be running, and its late
     # answer must not leak into a later round or hold up this one.
-    pool = ThreadPoolExecutor(max_workers=len(sites), thread_name_prefix=f"round{round_no}")
-    futures = {pool.submit(s.train, params, train_config): s.name for s in sites}
+    workers = max(1, min(len(plan), max_workers or len(plan)))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"round{round_no}")
+    futures = {pool.submit(by_name[name].train, ins.params, ins.config): name for name, ins in plan.items()}
     results: dict[str, SiteResult] = {}
     failures: dict[str, str] = {}
     try:

@@ -64,15 +64,20 @@ class RoundRecord:
     global_: GlobalEval
     sites: dict[str, SiteRound]            # the sites that answered, in configured order
     failures: dict[str, str] = field(default_factory=dict)  # site -> why it did not answer
+    sampled: list[str] | None = None       # the sites called, when the strategy samples (None: all)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"round": self.round, "seconds": self.seconds, "global": asdict(self.global_),
-                "sites": {k: asdict(v) for k, v in self.sites.items()}, "failures": dict(self.failures)}
+        d = {"round": self.round, "seconds": self.seconds, "global": asdict(self.global_),
+             "sites": {k: asdict(v) for k, v in self.sites.items()}, "failures": dict(self.failures)}
+        if self.sampled is not None:
+            d["sampled"] = list(self.sampled)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RoundRecord:
         return cls(round=int(d["round"]), seconds=float(d["seconds"]), global_=GlobalEval(**d["global"]),
-                   sites={k: SiteRound(**v) for k, v in d["sites"].items()}, failures=d.get("failures", {}))
+                   sites={k: SiteRound(**v) for k, v in d["sites"].items()}, failures=d.get("failures", {}),
+                   sampled=d.get("sampled"))
 
 
 @dataclass
@@ -87,8 +92,8 @@ class History:
     def final_accuracy(self) -> float | None:
         return self.rounds[-1].global_.test_accuracy if self.rounds else None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "rounds": [r.to_dict() for r in self.rounds],
+    def to_dict(self, rounds: bool = True) -> dict[str, Any]:
+        return {"config": self.config, "rounds": [r.to_dict() for r in self.rounds] if rounds else [],
                 "final": {"global_test_accuracy": self.final_accuracy, "rounds_completed": len(self.rounds)},
                 "timings": self.timings}
 
@@ -103,7 +108,26 @@ class History:
         return path
 
     def to_json(self) -> str:
-        return json.dumps(_json_safe(self.to_dict()), indent=1)
+        """The whole history as JSON, one round per line.
+
+        Written after every round, so it must stay cheap with many rounds and sites: each
+        finished round (never changed once appended) and the config are serialised once
+        and reused. The config's cache is keyed on its top-level values' identities:
+        replace a value to change it, do not mutate one in place.
+        """
+        config_key = tuple((k, id(v)) for k, v in self.config.items())
+        cache = self.__dict__.setdefault("_json_cache", {"config": (None, ""), "rounds": []})
+        if cache["config"][0] != config_key:
+            cache["config"] = (config_key, json.dumps(_json_safe(self.config)))
+        rounds = cache["rounds"]
+        del rounds[len(self.rounds):]
+        for i, record in enumerate(self.rounds):
+            if i >= len(rounds) or rounds[i][0] is not record:
+                rounds[i:] = [(record, json.dumps(_json_safe(record.to_dict())))]
+        tail = json.dumps(_json_safe({k: v for k, v in self.to_dict(rounds=False).items()
+                                      if k not in ("config", "rounds")}))
+        body = ",\n".join(text for _, text in rounds)
+        return f'{{"config": {cache["config"][1]},\n "rounds": [\n{body}\n],\n {tail[1:]}\n'.replace("[\n\n]", "[]")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> History:

@@ -40,6 +40,18 @@ DPI = 120                  # for the PNG files and the report alike, so each fig
 # then render each figure once, and a changed history can never hit a stale entry.
 
 
+
+STRATEGY_LABELS = {"fedavg": "FedAvg", "fedprox": "FedProx", "scaffold": "SCAFFOLD", "fedavgm": "FedAvgM",
+                   "fedadam": "FedAdam", "fedyogi": "FedYogi"}
+
+
+def strategy_label(history: History) -> str:
+    """The run's strategy as people write it ("FedAvg" for runs that predate strategies)."""
+    name = (history.config.get("strategy_settings") or {}).get("strategy") or history.config.get("strategy", "fedavg")
+    label = STRATEGY_LABELS.get(name, str(name))
+    return f"DP {label}" if history.config.get("privacy") else label
+
+
 def metric(x: Any) -> float:
     """A reported metric as a float.
 
@@ -163,10 +175,10 @@ def _accuracy_data(history: History) -> tuple:
                 stats[i] = [*np.quantile(acc, [0.1, 0.5, 0.9]), acc.min()]
         if np.isfinite(stats).any():
             spread = (max(len(r.sites) for r in history.rounds), *(_key(col) for col in stats.T))
-    return rounds, glob, lines, spread, withheld_note(history)
+    return rounds, glob, lines, spread, withheld_note(history), strategy_label(history)
 
 
-def _draw_accuracy(rounds, glob, lines, spread, note) -> Figure:
+def _draw_accuracy(rounds, glob, lines, spread, note, label="FedAvg") -> Figure:
     fig = Figure(figsize=(6.4, 4.2 if note else 4.0))
     ax = fig.subplots()
     nan = functools.partial(np.array, dtype=float)  # None back to NaN: a gap in the line
@@ -182,7 +194,7 @@ def _draw_accuracy(rounds, glob, lines, spread, note) -> Figure:
     ax.set_xlabel("round")
     ax.set_ylabel("test accuracy")
     _round_axis(ax, rounds)
-    ax.set_title("FedAvg: test accuracy per round")
+    ax.set_title(f"{label}: test accuracy per round")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     # Fixed margins instead of tight_layout: the same look without laying the figure out twice.

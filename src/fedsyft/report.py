@@ -289,7 +289,8 @@ def write_report(history: History, run_dir: Path) -> Path:
     parts = [f"<h1>fedsyft run report</h1>\n<p class=\"muted\">{escape(run_dir.name)}</p>"]
 
     if rounds:
-        parts.append(f"<p>{len(rounds)} round(s) of FedAvg completed over {len(sites):,} site(s) "
+        parts.append(f"<p>{len(rounds)} round(s) of {escape(plots.strategy_label(history))} completed over "
+                     f"{len(sites):,} site(s) "
                      f"({_brief(sites)}). Final global test accuracy: <b>{_num(history.final_accuracy)}</b> "
                      f"after round {rounds[-1].round}.</p>")
     else:

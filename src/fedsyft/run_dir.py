@@ -31,12 +31,20 @@ def _save_npz(path: Path, **arrays) -> None:
     tmp.replace(path)
 
 
-class RunDirectory:
-    """Writes a run's outputs; plugs into the federation loop as an observer."""
+STRATEGY_PREFIX = "strategy|"
 
-    def __init__(self, path: Path, history: History):
+
+class RunDirectory:
+    """Writes a run's outputs; plugs into the federation loop as an observer.
+
+    ``strategy`` (optional): its state (momentum, control variates, ...) is checkpointed
+    with the parameters, so a resumed run continues exactly.
+    """
+
+    def __init__(self, path: Path, history: History, strategy=None):
         self.path = Path(path)
         self.history = history
+        self.strategy = strategy
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "config.json").write_text(json.dumps(history.config, indent=2))
         history.save(self.path)
@@ -49,8 +57,10 @@ class RunDirectory:
 
     def round_finished(self, record: RoundRecord, params: Params) -> None:
         # The checkpoint first, in one file, so parameters and history always agree.
+        state = self.strategy.state() if self.strategy is not None else {}
         _save_npz(self.path / CHECKPOINT_FILE, coef=params["coef"], intercept=params["intercept"],
-                  history=np.array(self.history.to_json()))
+                  history=np.array(self.history.to_json()),
+                  **{STRATEGY_PREFIX + k: np.asarray(v) for k, v in state.items()})
         _save_npz(self.path / MODEL_FILE, coef=params["coef"], intercept=params["intercept"], round=record.round)
         self.history.save(self.path)
 
@@ -63,13 +73,14 @@ class RunDirectory:
         return [*written, write_report(self.history, self.path)]
 
 
-def load_checkpoint(run_dir: Path) -> tuple[History, Params]:
-    """The history and global parameters of a run's last finished round."""
+def load_checkpoint(run_dir: Path) -> tuple[History, Params, dict[str, np.ndarray]]:
+    """The history, global parameters and strategy state of a run's last finished round."""
     path = Path(run_dir) / CHECKPOINT_FILE
     try:
         with np.load(path, allow_pickle=False) as f:
+            state = {k[len(STRATEGY_PREFIX):]: f[k] for k in f.files if k.startswith(STRATEGY_PREFIX)}
             return (History.from_dict(json.loads(str(f["history"]))),
-                    {"coef": f["coef"], "intercept": f["intercept"]})
+                    {"coef": f["coef"], "intercept": f["intercept"]}, state)
     except FileNotFoundError:
         raise ValueError(f"{run_dir} has no {CHECKPOINT_FILE}: no round finished there to resume from") from None
     except (KeyError, ValueError, OSError) as e:

@@ -29,7 +29,7 @@ import numpy as np
 from ..connection import SITES_FILE, SiteCredentials, write_sites_file
 from ..data import MNIST, Images
 from ..mock import DEFAULT_MOCK_ROWS
-from ..partition import iid
+from ..partition import iid, make_partition
 
 DEFAULT_PORT_BASE = 54879
 #: A private datasite's budget when the owner sets none: record-level ε over all calls, at δ.
@@ -312,6 +312,8 @@ def _last_line(path: Path) -> str:
     return lines[-1].strip()[:300] if lines else "no output"
 
 
-def shard_mnist(mnist: MNIST, n_sites: int, seed: int) -> list[Images]:
-    """IID shards of the MNIST training images, one per site."""
-    return [mnist.train.subset(idx) for idx in iid(len(mnist.train), n_sites, seed)]
+def shard_mnist(mnist: MNIST, n_sites: int, seed: int, partition: str = "iid", **settings) -> list[Images]:
+    """Shards of the MNIST training images, one per site: IID, or any :func:`fedsyft.partition.make_partition`."""
+    if partition == "iid" and not settings:
+        return [mnist.train.subset(idx) for idx in iid(len(mnist.train), n_sites, seed)]
+    return [mnist.train.subset(idx) for idx in make_partition(partition, mnist.train.y, n_sites, seed, **settings)]

@@ -140,6 +140,9 @@ def serve(state: Path) -> None:
     audit = AuditLog(state / "audit.jsonl")
     if private:
         timings["privacy"] = _guard_private_data(state, spec, assets, audit)
+    else:
+        audit.event("privacy_off", {"detail": "launched with --no-dp: models and local metrics leave this "
+                                              "datasite without differential privacy"})
     approver = None
     if not spec.get("manual_approval", False):
         approver = Approver(root, policy, audit)

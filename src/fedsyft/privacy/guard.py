@@ -27,6 +27,8 @@ from .ledger import Charge, LedgerError, PrivacyLedger
 
 #: The keys of the private training function's config (see ``task.local_train_dp``).
 DP_CONFIG_KEYS = frozenset({"noise_multiplier", "sample_rate", "steps", "clip", "lr", "l2"})
+#: Keys it may also carry: the strategy's data-independent terms (FedProx, SCAFFOLD), free of privacy cost.
+DP_OPTIONAL_KEYS = frozenset({"mu", "correction"})
 PLAN_KEYS = frozenset({"query", "noise_multiplier", "sample_rate", "steps", "calls"})
 
 
@@ -47,10 +49,11 @@ def _number(config: dict, key: str, kind: type = float) -> float:
     return value
 
 
-def mechanism_of(config: Any, keys: frozenset = DP_CONFIG_KEYS) -> Mechanism:
+def mechanism_of(config: Any, keys: frozenset = DP_CONFIG_KEYS, optional: frozenset = DP_OPTIONAL_KEYS) -> Mechanism:
     """The DP-SGD mechanism a config makes the training function execute; :class:`PrivacyRefusal` if malformed."""
-    if not isinstance(config, dict) or set(config) != keys:
-        raise PrivacyRefusal(f"a private call's config must have exactly the keys {sorted(keys)}")
+    if not isinstance(config, dict) or not keys <= set(config) <= keys | optional:
+        raise PrivacyRefusal(f"a private call's config must have the keys {sorted(keys)}"
+                             + (f" and may have {sorted(optional)}" if optional else ""))
     try:
         return Mechanism(_number(config, "noise_multiplier"), _number(config, "sample_rate"),
                          _number(config, "steps", int))
@@ -84,7 +87,7 @@ class PrivacyGuard:
         if config.get("query") == "status" and set(config) == {"query"}:
             return {"privacy": self.status()}
         if config.get("query") == "plan":
-            mechanism = mechanism_of(config, PLAN_KEYS)
+            mechanism = mechanism_of(config, PLAN_KEYS, frozenset())
             calls = _number(config, "calls", int)
             if not 1 <= calls <= 100_000:
                 raise PrivacyRefusal(f"calls must be between 1 and 100000, got {calls}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,10 +25,15 @@ class SiteError(RuntimeError):
 
 @dataclass(frozen=True)
 class SiteResult:
-    """A site's answer to one training call: new parameters and what it reported."""
+    """A site's answer to one training call: new parameters, what it reported, and any strategy extras.
+
+    ``extra`` holds what a strategy asked for beyond the model, e.g. SCAFFOLD's
+    ``control_variate`` (parameter-shaped arrays).
+    """
 
     params: Params
     report: SiteRound
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_train(self) -> int:
@@ -50,13 +55,18 @@ class Site(Protocol):
 
 
 def payload_bytes(params: Params | None, extra: dict[str, Any]) -> int:
-    """Bytes of parameter arrays plus the JSON size of the other fields: what the round's payload carries."""
+    """Bytes of parameter arrays (also those nested in ``extra``) plus the JSON size of the other fields."""
     arrays = sum(np.asarray(v).nbytes for v in params.values()) if params else 0
-    return arrays + len(json.dumps(extra, default=_jsonable))
+    nested = []
+    text = json.dumps(extra, default=lambda obj: _jsonable(obj, nested))
+    return arrays + sum(nested) + len(text)
 
 
-def _jsonable(obj: Any) -> Any:
-    return obj.tolist() if isinstance(obj, np.ndarray) else str(obj)
+def _jsonable(obj: Any, nested: list[int]) -> Any:
+    if isinstance(obj, np.ndarray):
+        nested.append(obj.nbytes)
+        return None
+    return str(obj)
 
 
 def parse_output(site: str, out: Any, seconds: float, bytes_sent: int) -> SiteResult:
@@ -74,10 +84,7 @@ def parse_output(site: str, out: Any, seconds: float, bytes_sent: int) -> SiteRe
     if "error" in out:
         raise SiteError(site, f"training failed on the datasite: {out['error']}")
     try:
-        params = {k: np.asarray(out[k], dtype=np.float32) for k in PARAM_SHAPES}
-        for k, shape in PARAM_SHAPES.items():
-            if params[k].shape != shape or not np.isfinite(params[k]).all():
-                raise ValueError(f"{k} must be finite with shape {shape}, got {params[k].shape}")
+        params = _checked_params(out)
         metrics = {k: out[k] for k in out if k not in PARAM_SHAPES}
         common = dict(n_train=int(out["n_train"]), seconds=seconds, bytes_sent=bytes_sent,
                       bytes_received=payload_bytes(params, metrics))
@@ -101,4 +108,18 @@ def parse_output(site: str, out: Any, seconds: float, bytes_sent: int) -> SiteRe
         raise SiteError(site, f"malformed answer ({e})") from None
     if report.n_train <= 0:
         raise SiteError(site, "reported no training rows")
-    return SiteResult(params, report)
+    extra = {}
+    if "control_variate" in out:
+        try:
+            extra["control_variate"] = _checked_params(out["control_variate"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise SiteError(site, f"malformed control variate ({e})") from None
+    return SiteResult(params, report, extra)
+
+
+def _checked_params(value: Any) -> Params:
+    params = {k: np.asarray(value[k], dtype=np.float32) for k in PARAM_SHAPES}
+    for k, shape in PARAM_SHAPES.items():
+        if params[k].shape != shape or not np.isfinite(params[k]).all():
+            raise ValueError(f"{k} must be finite with shape {shape}, got {params[k].shape}")
+    return params

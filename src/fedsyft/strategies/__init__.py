@@ -1,0 +1,39 @@
+"""The researcher's algorithms: what to send each site, and how to combine what comes back.
+
+``make_strategy("fedavg" | "fedprox" | "scaffold" | "fedavgm" | "fedadam" | "fedyogi", ...)``
+builds one from the CLI's options. Every strategy works with differential privacy: what it
+adds on the site (FedProx's proximal term, SCAFFOLD's correction) is data-independent,
+and what it does on the researcher's side is post-processing of what the sites released.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import FitInstruction, Strategy
+from .fedavg import FedAvg, FedProx
+from .scaffold import Scaffold
+from .server_optimizers import FedAdam, FedAvgM, FedYogi
+
+STRATEGIES = {s.name: s for s in (FedAvg, FedProx, Scaffold, FedAvgM, FedAdam, FedYogi)}
+
+
+def make_strategy(name: str, **settings: Any) -> Strategy:
+    """The strategy ``name`` with the settings it takes; settings it does not take are ignored if None.
+
+    Raises ValueError naming an unknown strategy or a setting the strategy does not take.
+    """
+    cls = STRATEGIES.get(str(getattr(name, "value", name)))
+    if cls is None:
+        raise ValueError(f"unknown strategy {name!r}: choose {', '.join(STRATEGIES)}")
+    import inspect
+
+    accepted = set(inspect.signature(cls.__init__).parameters) | {"clients_per_round", "seed", "weighted"}
+    extra = {k for k, v in settings.items() if v is not None and k not in accepted}
+    if extra:
+        raise ValueError(f"strategy {cls.name} does not take {', '.join(sorted(extra))}")
+    return cls(**{k: v for k, v in settings.items() if v is not None and k in accepted})
+
+
+__all__ = ["FedAdam", "FedAvg", "FedAvgM", "FedProx", "FedYogi", "FitInstruction", "STRATEGIES", "Scaffold",
+           "Strategy", "make_strategy"]

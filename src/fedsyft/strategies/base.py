@@ -1,0 +1,92 @@
+"""What a strategy is: which sites to ask this round and with what, and how to combine their answers.
+
+The shape of Flower's ``Strategy`` (``configure_fit`` / ``aggregate_fit``), kept small: the
+federation loop asks the strategy for one :class:`FitInstruction` per site it wants to hear
+from, calls those sites, and hands the answers back. Every algorithm lives here, so the loop
+knows none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..aggregate import Params, fedavg
+from ..sites.base import SiteResult
+
+PARAM_SHAPES = {"coef": (10, 784), "intercept": (10,)}
+
+
+def zeros_like_model(params: Params | None) -> Params:
+    """Zero parameters shaped like ``params`` (or like the MNIST model when there are none yet)."""
+    if params is not None:
+        return {k: np.zeros_like(np.asarray(v, np.float32)) for k, v in params.items()}
+    return {k: np.zeros(shape, np.float32) for k, shape in PARAM_SHAPES.items()}
+
+
+@dataclass(frozen=True)
+class FitInstruction:
+    """What one site receives this round: the parameters to start from and its training config."""
+
+    params: Params | None
+    config: dict[str, Any]
+
+
+class Strategy:
+    """FedAvg (McMahan et al. 2017), with optional client sampling; the base of every strategy.
+
+    Parameters
+    ----------
+    clients_per_round : sites asked each round (None: all). Chosen uniformly without
+        replacement, seeded by ``seed`` and the round number, so a resumed run samples as
+        an uninterrupted one would.
+    seed : seeds the sampling.
+    weighted : average weighted by ``n_train`` (FedAvg) or a plain mean.
+    """
+
+    name = "fedavg"
+
+    def __init__(self, *, clients_per_round: int | None = None, seed: int = 0, weighted: bool = True):
+        if clients_per_round is not None and clients_per_round < 1:
+            raise ValueError(f"clients_per_round must be at least 1, got {clients_per_round}")
+        self.clients_per_round, self.seed, self.weighted = clients_per_round, seed, weighted
+
+    # -- the two hooks the federation loop calls --
+
+    def configure_fit(self, round_no: int, params: Params | None, sites: Sequence[str],
+                      config: dict[str, Any]) -> dict[str, FitInstruction]:
+        """One instruction per site to call this round (in ``sites`` order)."""
+        return {name: FitInstruction(params, self.site_config(name, config)) for name in self.sample(round_no, sites)}
+
+    def aggregate_fit(self, round_no: int, params: Params | None, results: Mapping[str, SiteResult]) -> Params:
+        """The new global parameters from the sites that answered (in call order)."""
+        return fedavg([(r.params, r.n_train) for r in results.values()], weighted=self.weighted)
+
+    # -- pieces subclasses adjust --
+
+    def site_config(self, site: str, config: dict[str, Any]) -> dict[str, Any]:
+        """The training config a site receives (a copy of the run's, plus the strategy's keys)."""
+        return dict(config)
+
+    def sample(self, round_no: int, sites: Sequence[str]) -> list[str]:
+        """The sites asked in ``round_no``: all, or ``clients_per_round`` of them at random."""
+        k = self.clients_per_round
+        if k is None or k >= len(sites):
+            return list(sites)
+        rng = np.random.default_rng([self.seed, round_no])
+        chosen = np.sort(rng.choice(len(sites), size=k, replace=False))
+        return [sites[i] for i in chosen]
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Arrays to checkpoint so a resumed run continues exactly (none for stateless strategies)."""
+        return {}
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore what :meth:`state` returned."""
+
+    def describe(self) -> dict[str, Any]:
+        """The strategy's name and settings, for the run's recorded config."""
+        return {"strategy": self.name, "clients_per_round": self.clients_per_round, "weighted": self.weighted}

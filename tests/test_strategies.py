@@ -1,0 +1,176 @@
+"""Strategies, client sampling and the simulation engine: pure logic with fake and in-process sites."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_federation import FakeSite, _evaluate
+
+from fedsyft.aggregate import fedavg
+from fedsyft.experiment import RunConfig, run_experiment
+from fedsyft.federation import federate
+from fedsyft.history import History, SiteRound
+from fedsyft.sites import LocalSite, SiteResult
+from fedsyft.sites.simulation import engine_for
+from fedsyft.strategies import (STRATEGIES, FedAdam, FedAvg, FedAvgM, FedProx, FedYogi, Scaffold, Strategy,
+                                make_strategy)
+
+
+def _params(value, intercept=0.0):
+    return {"coef": np.full((10, 784), value, np.float32), "intercept": np.full(10, intercept, np.float32)}
+
+
+def _result(value, n=100, extra=None):
+    report = SiteRound(n_train=n, train_accuracy=None, test_accuracy=None, train_loss=None, test_loss=None,
+                       confusion_matrix=None, seconds=0.0, bytes_sent=0, bytes_received=0)
+    return SiteResult(_params(value), report, extra or {})
+
+
+SITES = [f"s{i}" for i in range(20)]
+
+
+def test_sampling_is_seeded_per_round_without_replacement_and_in_site_order():
+    s = Strategy(clients_per_round=5, seed=3)
+    a, b = s.sample(1, SITES), s.sample(2, SITES)
+    assert len(a) == len(set(a)) == 5 and set(a) <= set(SITES) and a != b
+    assert a == Strategy(clients_per_round=5, seed=3).sample(1, SITES)  # a resumed run samples the same
+    assert a != Strategy(clients_per_round=5, seed=4).sample(1, SITES)
+    assert a == sorted(a, key=SITES.index)
+    assert Strategy().sample(1, SITES) == SITES and Strategy(clients_per_round=50).sample(1, SITES) == SITES
+    counts = np.zeros(20)
+    for r in range(1, 401):
+        counts[[SITES.index(n) for n in s.sample(r, SITES)]] += 1
+    assert counts.min() > 60 and counts.max() < 140  # uniform: 100 expected per site
+
+
+def test_the_loop_calls_only_sampled_sites_and_records_them():
+    sites = [FakeSite(f"s{i}", float(i), 100) for i in range(6)]
+    result = federate(sites, 3, {}, _evaluate, history=History({}), strategy=FedAvg(clients_per_round=2, seed=1))
+    for record in result.history.rounds:
+        assert len(record.sampled) == 2 and list(record.sites) == record.sampled
+    called = sum(len(s.calls) for s in sites)
+    assert called == 6
+    assert "sampled" in result.history.to_dict()["rounds"][0]
+    with pytest.raises(ValueError, match="min_sites"):
+        federate(sites, 1, {}, _evaluate, history=History({}), strategy=FedAvg(clients_per_round=2), min_sites=3)
+
+
+def test_fedavg_and_fedprox_aggregate_as_fedavg_and_fedprox_sends_mu():
+    results = {"a": _result(1.0, 100), "b": _result(4.0, 300)}
+    expected = fedavg([(r.params, r.n_train) for r in results.values()])
+    for strategy in (FedAvg(), FedProx(mu=0.5)):
+        assert np.allclose(strategy.aggregate_fit(1, None, results)["coef"], expected["coef"])
+    plan = FedProx(mu=0.5).configure_fit(1, None, ["a", "b"], {"l2": 1e-5})
+    assert plan["a"].config == {"l2": 1e-5, "mu": 0.5}
+    assert np.allclose(FedAvg(weighted=False).aggregate_fit(1, None, results)["coef"], 2.5)
+
+
+def test_fedavgm_accumulates_momentum_on_the_pseudo_gradient():
+    m = FedAvgM(server_lr=1.0, server_momentum=0.5)
+    x0 = _params(0.0)
+    x1 = m.aggregate_fit(1, x0, {"a": _result(1.0)})           # delta 1, v = 1
+    assert np.allclose(x1["coef"], 1.0)
+    x2 = m.aggregate_fit(2, x1, {"a": _result(1.0)})           # delta 0, v = 0.5
+    assert np.allclose(x2["coef"], 1.5)
+    plain = FedAvgM(server_lr=1.0, server_momentum=0.0)
+    assert np.allclose(plain.aggregate_fit(1, x0, {"a": _result(2.0)})["coef"], 2.0)  # = FedAvg
+
+
+def test_fedadam_and_fedyogi_take_the_papers_first_step():
+    lr, b1, b2, tau, d = 0.1, 0.9, 0.99, 1e-3, 0.2
+    m, v_adam = (1 - b1) * d, b2 * tau ** 2 + (1 - b2) * d ** 2
+    v_yogi = tau ** 2 - (1 - b2) * d ** 2 * np.sign(tau ** 2 - d ** 2)
+    for strategy, v in ((FedAdam(server_lr=lr, beta1=b1, beta2=b2, tau=tau), v_adam),
+                        (FedYogi(server_lr=lr, beta1=b1, beta2=b2, tau=tau), v_yogi)):
+        out = strategy.aggregate_fit(1, _params(0.0), {"a": _result(d)})
+        assert np.allclose(out["coef"], lr * m / (np.sqrt(v) + tau), rtol=1e-5)
+
+
+def test_scaffold_sends_c_minus_ci_and_updates_control_variates_option_one():
+    s = Scaffold(server_lr=1.0)
+    x = _params(0.0)
+    plan = s.configure_fit(1, x, ["a", "b", "c", "d"], {"l2": 1e-5})
+    assert np.allclose(plan["a"].config["correction"]["coef"], 0.0)  # c = c_i = 0 at first
+    results = {"a": _result(1.0, extra={"control_variate": _params(0.4)}),
+               "b": _result(3.0, extra={"control_variate": _params(0.8)})}
+    new = s.aggregate_fit(1, x, results)
+    assert np.allclose(new["coef"], 2.0)  # x + mean(y_i - x), uniform as in the paper
+    assert np.allclose(s.c["coef"], (0.4 + 0.8) / 4)  # c += sum(c_i+ - c_i) / N, N = 4 sites
+    plan = s.configure_fit(2, new, ["a", "b", "c", "d"], {"l2": 1e-5})
+    assert np.allclose(plan["a"].config["correction"]["coef"], 0.3 - 0.4)
+    assert np.allclose(plan["c"].config["correction"]["coef"], 0.3)  # c - 0 for a site not yet heard from
+
+
+def test_scaffold_option_two_for_private_sites_is_computed_from_the_released_model():
+    s = Scaffold()
+    x = _params(1.0)
+    s.configure_fit(1, x, ["a", "b"], {"steps": 10, "lr": 0.5, "noise_multiplier": 1.0})
+    s.aggregate_fit(1, x, {"a": _result(0.0)})  # no control_variate: option II
+    # c_a+ = c_a - c + (x - y_a) / (K lr) = 0 - 0 + (1 - 0) / 5
+    assert np.allclose(s.c_sites["a"]["coef"], 0.2) and np.allclose(s.c["coef"], 0.1)
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_state_round_trips_so_a_resumed_run_continues_exactly(name):
+    a, b = make_strategy(name), make_strategy(name)
+    x = _params(0.0)
+    sites = ["a", "b"]
+    results = {"a": _result(1.0, extra={"control_variate": _params(0.1)}), "b": _result(2.0, 200,
+                                                                                      extra={"control_variate": _params(0.2)})}
+    for strategy in (a, b):
+        strategy.configure_fit(1, x, sites, {})
+        x1 = strategy.aggregate_fit(1, x, results)
+    b2 = make_strategy(name)
+    b2.load_state({k: v.copy() for k, v in b.state().items()})
+    for strategy in (a, b2):
+        plan = strategy.configure_fit(2, x1, sites, {})
+        out = strategy.aggregate_fit(2, x1, results)
+        strategy.out, strategy.plan = out, plan
+    assert np.array_equal(a.out["coef"], b2.out["coef"])
+    assert all(set(a.plan[n].config) == set(b2.plan[n].config) for n in sites)
+
+
+def test_make_strategy_names_a_bad_choice():
+    with pytest.raises(ValueError, match="unknown strategy 'fedsgd'"):
+        make_strategy("fedsgd")
+    with pytest.raises(ValueError, match="fedavg does not take mu"):
+        make_strategy("fedavg", mu=0.1)
+    with pytest.raises(ValueError, match="server_lr must be positive"):
+        make_strategy("fedadam", server_lr=0.0)
+    assert make_strategy("fedprox", mu=None).mu == 0.01  # None: the default
+
+
+@pytest.fixture(scope="module")
+def small_sites(mnist):
+    return [LocalSite(f"site {i}", mnist.train.subset(slice(i * 400, (i + 1) * 400)), seed=(0, i)) for i in range(6)]
+
+
+@pytest.mark.parametrize("config", [RunConfig(rounds=2, local_iters=5, strategy="scaffold", clients_per_round=4),
+                                    RunConfig(rounds=2, epsilon=2.0, strategy="fedprox", mu=0.1)],
+                         ids=["scaffold", "private-fedprox"])
+def test_the_process_engine_gives_the_numbers_of_one_at_a_time_execution(small_sites, mnist, config):
+    test = mnist.test.subset(slice(0, 1000))
+
+    def fresh():
+        from fedsyft.privacy import PrivacyGuard, PrivacyLedger
+
+        guard = (lambda: PrivacyGuard(PrivacyLedger.in_memory(2.0, 1e-5))) if config.private else (lambda: None)
+        return [LocalSite(s.name, s.data, privacy=guard(), seed=(0, i)) for i, s in enumerate(small_sites)]
+
+    one_at_a_time = run_experiment(fresh(), config, test, None, max_workers=1)
+    sites = fresh()
+    with engine_for(sites, 2):
+        pooled = run_experiment(sites, config, test, None, max_workers=2)
+    assert np.array_equal(one_at_a_time.params["coef"], pooled.params["coef"])
+    assert [r.sampled for r in one_at_a_time.history.rounds] == [r.sampled for r in pooled.history.rounds]
+
+
+def test_a_resumed_strategy_run_ends_where_an_uninterrupted_one_does(small_sites, mnist, tmp_path):
+    test = mnist.test.subset(slice(0, 1000))
+    straight = run_experiment(small_sites, RunConfig(rounds=3, local_iters=5, strategy="fedadam",
+                                                     clients_per_round=3), test, tmp_path / "a")
+    run_experiment(small_sites, RunConfig(rounds=2, local_iters=5, strategy="fedadam", clients_per_round=3), test,
+                   tmp_path / "b")
+    resumed = run_experiment(small_sites, RunConfig(rounds=3, local_iters=5, strategy="fedadam", clients_per_round=3),
+                             test, tmp_path / "b", resume=True)
+    assert np.array_equal(straight.params["coef"], resumed.params["coef"])
