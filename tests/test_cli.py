@@ -393,3 +393,37 @@ def test_a_thousand_sites_write_readable_outputs(data_dir, tmp_path):
 ])
 def test_bad_strategy_and_partition_options_get_one_line(data_dir, args, fragments):
     assert_one_line_error(fedsyft(*args, "--data-dir", data_dir, timeout=60), *fragments)
+
+
+@pytest.mark.integration
+def test_tls_launch_is_pinned_by_the_researcher(data_dir, tmp_path):
+    """launch --tls serves HTTPS; run pins the certificate from sites.json; a different pin stops with one line."""
+    port = free_port_base(1)
+    state = tmp_path / "state"
+    assert_one_line_error(fedsyft("launch", "--host", "0.0.0.0", "--port-base", port, "--data-dir", data_dir,
+                                  timeout=60), "without TLS", "--tls")
+    launch = Launched("--sites", 1, "--port-base", port, "--state", state, "--data-dir", data_dir, "--tls", "--no-dp")
+    try:
+        launch.wait_for("Press Ctrl-C")
+        sites_file = state / "sites.json"
+        [entry] = json.loads(sites_file.read_text())["sites"]
+        assert entry["url"] == f"https://127.0.0.1:{port}" and len(entry["tls_fingerprint"]) == 64
+        assert any(entry["tls_fingerprint"] in line for line in launch.stdout)
+        out = tmp_path / "run"
+        result = fedsyft("run", "--sites-file", sites_file, "--rounds", 1, "--local-iters", 3, "--data-dir", data_dir,
+                         "--out", out)
+        assert result.returncode == 0, result.stderr
+        assert json.loads((out / "metrics.json").read_text())["final"]["global_test_accuracy"] > 0.5
+
+        forged = tmp_path / "forged.json"
+        doc = json.loads(sites_file.read_text())
+        doc["sites"][0]["tls_fingerprint"] = "ab" * 32
+        forged.write_text(json.dumps(doc))
+        assert_one_line_error(fedsyft("run", "--sites-file", forged, "--rounds", 1, "--data-dir", data_dir),
+                              "MNIST Part 1", "certificate fingerprint", "nothing was sent")
+        owner = fedsyft("requests", "--state", state)  # the owner's own tools pin the certificate too
+        assert owner.returncode == 0 and "No pending code requests." in owner.stdout, owner.stderr
+    finally:
+        launch.process.send_signal(signal.SIGTERM)
+        assert launch.process.wait(timeout=60) == 0
+    assert port_is_free("127.0.0.1", port)

@@ -167,6 +167,8 @@ def _print_banner(sites, say=typer.echo) -> None:
     say(f"{len(sites)} DataSites Up and Running.")
     for i, site in enumerate(sites, 1):
         say(f"  {i}. {site.name}: {site.url}{_privacy_label(site.credentials.privacy)}")
+        if site.credentials.tls_fingerprint:
+            say(f"     TLS certificate SHA-256: {site.credentials.tls_fingerprint}")
 
 
 NO_DP_WARNING = ("WARNING: --no-dp: these datasites release models and local metrics without differential privacy. "
@@ -186,6 +188,10 @@ def launch(
     epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Each datasite's total privacy budget: record-level ε over every call, by every account, across runs and restarts (with --state). Default: 10 for a new state, else the stored budget."),
     delta: Optional[float] = typer.Option(None, "--delta", min=1e-12, max=0.5, help="δ of the budget (default 1e-5; must be below 1/rows)."),
     no_dp: bool = typer.Option(False, "--no-dp", help="Opt out of differential privacy: release non-private models and local metrics (a researcher can then reconstruct rows of a small data set)."),
+    tls: bool = typer.Option(False, "--tls", help="Serve HTTPS with a self-signed certificate made per datasite (kept in its state); the connection file carries each certificate's SHA-256 fingerprint, which researchers pin."),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="Serve HTTPS with your own certificate (PEM; with --tls-key)."),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="The private key of --tls-cert (PEM, unencrypted)."),
+    insecure: bool = typer.Option(False, "--insecure", help="Allow plain HTTP on an address other than loopback (only behind a TLS proxy)."),
     partition: Partition = typer.Option(Partition.iid, "--partition", help="How the training images are split over the datasites (as for 'fedsyft simulate')."),
     alpha: float = typer.Option(0.5, "--alpha", help="dirichlet: concentration (small = skewed)."),
     min_size: int = typer.Option(10, "--min-size", min=1, help="dirichlet: the fewest rows a site may get."),
@@ -209,7 +215,11 @@ def launch(
     with _user_errors("interrupted while starting; every datasite started was stopped"):
         datasites = Datasites(None, n_sites=sites, port_base=port_base, host=host, state_dir=state, mock_seed=seed,
                               mock_rows=mock_rows or None, manual_approval=manual_approval, private=not no_dp,
-                              epsilon=epsilon, delta=delta)
+                              epsilon=epsilon, delta=delta, tls=tls, tls_cert=tls_cert, tls_key=tls_key,
+                              insecure=insecure)
+        if insecure and not datasites.tls:
+            typer.echo(f"WARNING: --insecure: serving plain HTTP on {host}; passwords and models cross the network "
+                       "in clear text unless a TLS proxy sits in front.", err=True)
         if datasites.needs_data():
             from .data import load_mnist
 

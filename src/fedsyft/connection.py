@@ -1,6 +1,7 @@
 """The connection file a data owner hands to a researcher: ``sites.json``.
 
-Format (a contract other tools use): ``{"sites": [{"name", "url", "email", "password", "privacy"}]}``.
+Format (a contract other tools use): ``{"sites": [{"name", "url", "email", "password", "privacy", "tls_fingerprint"}]}``.
+``tls_fingerprint`` (optional, with an ``https://`` url) is the SHA-256 of the site's certificate.
 ``privacy`` (optional) is what the data owner makes public about the site's privacy:
 ``{"private": true, "epsilon_budget": 10.0, "delta": 1e-05}`` or ``{"private": false}``.
 It holds passwords, so it is written readable by its owner only (mode 0600).
@@ -31,6 +32,7 @@ class SiteCredentials:
     email: str
     password: str
     privacy: dict | None = None  # public: {"private": bool, "epsilon_budget": float, "delta": float}
+    tls_fingerprint: str | None = None  # SHA-256 of an https:// site's certificate, pinned by the researcher
 
     @property
     def private(self) -> bool | None:
@@ -76,7 +78,17 @@ def read_sites_file(path: Path) -> list[SiteCredentials]:
         privacy = entry.get("privacy")
         if privacy is not None and not (isinstance(privacy, dict) and isinstance(privacy.get("private"), bool)):
             raise ConnectionFileError(f"sites file {path}: site {i} privacy must be an object with a boolean \"private\"")
-        sites.append(SiteCredentials(**{k: entry[k] for k in fields}, privacy=privacy))
+        pin = entry.get("tls_fingerprint")
+        if pin is not None:
+            if url.scheme != "https" or not isinstance(pin, str):
+                raise ConnectionFileError(f"sites file {path}: site {i} has a tls_fingerprint but no https:// url")
+            from .datasite.tls import TlsError, normalize_fingerprint
+
+            try:
+                pin = normalize_fingerprint(pin)
+            except TlsError as e:
+                raise ConnectionFileError(f"sites file {path}: site {i}: {e}") from None
+        sites.append(SiteCredentials(**{k: entry[k] for k in fields}, privacy=privacy, tls_fingerprint=pin))
     names = [s.name for s in sites]
     if len(set(names)) != len(names):
         raise ConnectionFileError(f"sites file {path}: site names must be unique, got {names}")

@@ -81,17 +81,19 @@ def local_train(data, global_params, config):
             X, y, test_size=float(config["test_fraction"]), random_state=int(config["seed"]))
         Xtr = Xtr.astype(np.float32) / np.float32(255)
         Xte = Xte.astype(np.float32) / np.float32(255)
-        n_train, l2 = len(ytr), float(config["l2"])
-        onehot = np.eye(10, dtype=np.float32)[ytr]
+        n_train, l2, rows = len(ytr), float(config["l2"]), np.arange(len(ytr))
 
         def log_loss_and_gradient(w):  # mean log-loss + l2/2 |coef|^2 (the intercept is not penalised)
             coef, intercept = w[:-10].reshape(10, n_features), w[-10:]
             logits = Xtr @ coef.T.astype(np.float32) + intercept.astype(np.float32)
             logits -= logits.max(axis=1, keepdims=True)
-            log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-            error = (np.exp(log_p) - onehot) / n_train
-            loss = -(log_p * onehot).sum() / n_train + l2 / 2 * (coef ** 2).sum()
-            return loss, np.r_[(error.T @ Xtr + l2 * coef).ravel(), error.sum(axis=0)]
+            p = np.exp(logits)
+            total = p.sum(axis=1)
+            loss = np.mean(np.log(total) - logits[rows, ytr]) + l2 / 2 * (coef ** 2).sum()
+            p /= total[:, None]
+            p[rows, ytr] -= 1  # softmax - onehot
+            p /= n_train
+            return loss, np.concatenate([(p.T @ Xtr + l2 * coef).ravel(), p.sum(axis=0)])
 
         def objective(w):  # plus the strategy's terms
             loss, grad = log_loss_and_gradient(w)

@@ -134,13 +134,18 @@ class Datasites:
     epsilon, delta : the privacy budget of each private site's data set. None keeps the
         budget a persistent state already holds, or sets :data:`DEFAULT_EPSILON_BUDGET` and
         :data:`DEFAULT_DELTA` for a new one; a value replaces the stored one (spent ε stays).
+    tls : serve HTTPS: with the owner's ``tls_cert``/``tls_key``, or a self-signed
+        certificate made per site and kept in its state folder. The connection file then
+        holds ``https://`` URLs and each certificate's SHA-256 fingerprint, which researchers pin.
+    insecure : allow plain HTTP on an address other than loopback (refused otherwise).
     """
 
     def __init__(self, shards: list[Images] | None, *, n_sites: int | None = None, port_base: int = DEFAULT_PORT_BASE,
                  host: str = "127.0.0.1", state_dir: Path | None = None, names: list[str] | None = None,
                  mock_seed: int = 0, mock_rows: int | None = DEFAULT_MOCK_ROWS, manual_approval: bool = False,
                  ready_timeout: float = READY_TIMEOUT, private: bool | list[bool] = True,
-                 epsilon: float | None = None, delta: float | None = None):
+                 epsilon: float | None = None, delta: float | None = None, tls: bool = False,
+                 tls_cert: Path | None = None, tls_key: Path | None = None, insecure: bool = False):
         n_sites = len(shards) if shards is not None else n_sites
         if not n_sites or n_sites < 1:
             raise LaunchError("need at least one datasite")
@@ -161,6 +166,20 @@ class Datasites:
         if delta is not None and not 0 < delta < 1:
             raise LaunchError(f"--delta must be between 0 and 1, got {delta}")
         self.epsilon, self.delta = epsilon, delta
+        if (tls_cert is None) != (tls_key is None):
+            raise LaunchError("--tls-cert and --tls-key go together")
+        self.tls = tls or tls_cert is not None
+        self.tls_files = None
+        if tls_cert is not None:
+            from .tls import TlsError, load_owner_cert
+
+            try:
+                self.tls_files = load_owner_cert(tls_cert, tls_key)
+            except TlsError as e:
+                raise LaunchError(str(e)) from None
+        if not self.tls and not insecure and not _is_loopback(host):
+            raise LaunchError(f"binding to {host} without TLS would send passwords and models in clear text: "
+                              "add --tls, or --insecure if a TLS proxy sits in front")
         self.sites: list[RunningSite] = []
 
     @property
@@ -194,7 +213,8 @@ class Datasites:
                 self.sites.append(self._spawn(i, name))
             self._wait_ready()
             for i, site in enumerate(self.sites):
-                site.credentials = dataclasses.replace(site.credentials, privacy=self._public_privacy(site, i))
+                site.credentials = dataclasses.replace(site.credentials, privacy=self._public_privacy(site, i),
+                                                       tls_fingerprint=site.startup.get("tls_fingerprint"))
         except BaseException:
             self.stop()
             raise
@@ -216,9 +236,12 @@ class Datasites:
                 np.savez(f, X=self.shards[i].X, y=self.shards[i].y)
             os.chmod(state / "shard.npz", 0o600)
         port = self.port_base + i
+        tls = ({"cert": str(Path(self.tls_files.cert).resolve()), "key": str(Path(self.tls_files.key).resolve())}
+               if self.tls_files
+               else {"self_signed": True} if self.tls else None)
         spec = {"name": name, "host": self.host, "port": port, "parent_pid": os.getpid(),
                 "mock_seed": self.mock_seed + i, "mock_rows": self.mock_rows, "manual_approval": self.manual_approval,
-                "privacy": self._privacy_spec(i, name, state)}
+                "privacy": self._privacy_spec(i, name, state), "tls": tls}
         (state / "site.json").write_text(json.dumps(spec, indent=2))
         log = open(state / "server.log", "ab")
         # One BLAS thread per datasite (faster on 2 cores); set before the child loads numpy.
@@ -229,7 +252,7 @@ class Datasites:
             start_new_session=True,  # Ctrl-C reaches the launcher, which stops the sites in order
         )
         log.close()
-        url = f"http://{self.host}:{port}"
+        url = f"{'https' if self.tls else 'http'}://{self.host}:{port}"
         creds = SiteCredentials(name=name, url=url, email=site_secrets["researcher_email"],
                                 password=site_secrets["researcher_password"])
         return RunningSite(name=name, url=url, state=state, process=process, credentials=creds)
@@ -296,11 +319,29 @@ class Datasites:
 
 
 def serving(url: str) -> bool:
-    """Whether a datasite answers at ``url`` (PySyft's metadata route returns 200)."""
+    """Whether a datasite answers at ``url`` (PySyft's metadata route returns 200).
+
+    A liveness check of a process this launcher started, so an HTTPS site's certificate is
+    not verified here (researchers pin it: :mod:`fedsyft.sites.pinning`).
+    """
+    import ssl
+
+    context = ssl._create_unverified_context() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(f"{url}/api/v2/metadata", timeout=2) as r:
+        with urllib.request.urlopen(f"{url}/api/v2/metadata", timeout=2, context=context) as r:
             return r.status == 200
     except OSError:
+        return False
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
         return False
 
 

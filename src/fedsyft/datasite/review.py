@@ -57,10 +57,18 @@ def connect_as_owner(state_dir: Path) -> list[OwnedSite]:
     for folder in folders:
         spec = json.loads((folder / "site.json").read_text())
         secrets = json.loads((folder / "secrets.json").read_text())
-        url = f"http://{spec['host']}:{spec['port']}"
+        tls = spec.get("tls")
+        url = f"{'https' if tls else 'http'}://{spec['host']}:{spec['port']}"
         try:
             with quiet_stdout():
-                admin = sy.login(url=url, email=ADMIN_EMAIL, password=secrets["admin_password"])
+                if tls:  # the owner pins its own certificate, as researchers do
+                    from ..sites.pinning import login as pinned_login
+                    from .tls import CERT_FILE, fingerprint
+
+                    pin = fingerprint(Path(tls["cert"]) if tls.get("cert") else folder / CERT_FILE)
+                    admin = pinned_login(url, ADMIN_EMAIL, secrets["admin_password"], pin)
+                else:
+                    admin = sy.login(url=url, email=ADMIN_EMAIL, password=secrets["admin_password"])
         except Exception as e:
             why = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ReviewError(f"{spec['name']}: cannot log in as its admin at {url} "

@@ -158,8 +158,18 @@ def serve(state: Path) -> None:
     router = APIRouter()
     router.include_router(make_routes(worker=worker))
     app.include_router(router, prefix="/api/v2")
-    server = uvicorn.Server(uvicorn.Config(app, host=spec["host"], port=int(spec["port"]),
-                                           log_level="warning", access_log=False))
+    ssl = {}
+    if spec.get("tls"):
+        from .tls import ensure_self_signed, load_owner_cert, uvicorn_ssl_kwargs
+
+        tls = spec["tls"]
+        files = (load_owner_cert(tls["cert"], tls["key"]) if tls.get("cert")
+                 else ensure_self_signed(spec["host"], state))  # kept in the state: the pin survives restarts
+        ssl = uvicorn_ssl_kwargs(files)
+        timings["tls_fingerprint"] = files.fingerprint
+    # A TLS connection a client keeps alive would hold a stop for uvicorn's 30 s SSL shutdown timeout.
+    server = uvicorn.Server(uvicorn.Config(app, host=spec["host"], port=int(spec["port"]), log_level="warning",
+                                           access_log=False, timeout_graceful_shutdown=5, **ssl))
 
     def stop() -> None:
         server.should_exit = True
@@ -180,10 +190,11 @@ def main() -> None:
         sys.exit("usage: python -m fedsyft.datasite.server STATE_DIR")
     os.environ["TQDM_DISABLE"] = "1"  # before PySyft loads: no progress bars in the log
     from ..privacy.ledger import LedgerError
+    from .tls import TlsError
 
     try:
         serve(Path(sys.argv[1]).resolve())
-    except LedgerError as e:  # fail closed: a private datasite whose ledger is not trustworthy does not serve
+    except (LedgerError, TlsError) as e:  # fail closed: no trustworthy ledger or certificate, no serving
         sys.exit(f"error: {e}")
 
 

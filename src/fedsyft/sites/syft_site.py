@@ -103,9 +103,16 @@ class SyftSite:
         """Log in and find the site's training asset; :class:`SiteError` with a clear reason otherwise."""
         sy = import_syft()
         c = credentials
+        from .pinning import PinningError, login as pinned_login
+
         try:
             with quiet_stdout():
-                client = sy.login(url=c.url, email=c.email, password=c.password)
+                if c.tls_fingerprint:  # https with a pinned certificate: nothing is sent to another server
+                    client = pinned_login(c.url, c.email, c.password, c.tls_fingerprint)
+                else:
+                    client = sy.login(url=c.url, email=c.email, password=c.password)
+        except PinningError as e:
+            raise SiteError(c.name, f"{e}: not the datasite the connection file names; nothing was sent") from None
         except Exception as e:
             if _transport_error(e):
                 raise SiteError(c.name, f"cannot reach {c.url}: is the datasite running?") from None
