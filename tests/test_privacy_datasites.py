@@ -160,9 +160,9 @@ def test_concurrent_calls_from_two_accounts_cannot_overspend(owner):
     sigma = hi
     assert fits(sigma, 3) and not fits(sigma, 4)
     config = {"noise_multiplier": sigma, "sample_rate": 0.5, "steps": 5, "clip": 1.0, "lr": 1.0, "l2": 0.0}
-    with ThreadPoolExecutor(8) as pool:
+    with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda r: r.call("local_train_dp", global_params={}, config=config),
-                                [first, second] * 4))
+                                [first, second] * 3))
     served = [a for a in answers if "error" not in a]
     assert len(served) == 3 and all("budget exhausted" in a["error"] for a in answers if "error" in a)
     assert first.privacy_query({"query": "status"})["privacy"]["epsilon_spent"] <= status["epsilon_budget"]

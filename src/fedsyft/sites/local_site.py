@@ -107,6 +107,8 @@ class LocalSite:
     def privacy_query(self, query: dict[str, Any]) -> dict[str, Any]:
         if self.privacy is None:
             return {"error": "this site is not private"}
+        if not isinstance(query, dict) or "query" not in query:  # a training config here would be charged
+            return {"error": "not a query: pass {'query': 'status'} or a plan"}
         return self.privacy.run(query, lambda: {"error": "not a query"})
 
     def __repr__(self) -> str:
