@@ -101,19 +101,19 @@ RESUME = typer.Option(None, "--resume", help="Continue the run in this run direc
 QUIET = typer.Option(False, "--quiet", "-q", help="Print only the final summary.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Show PySyft's own messages, logs and progress bars.")
 JSON = typer.Option(False, "--json", help="Print the final summary as one JSON object on stdout (other output goes to stderr).")
-EPSILON = typer.Option(None, "--epsilon", min=0.01, help="Train privately (DP-SGD): the ε this run may spend on each site, at the sites' δ. The noise is derived from it and --rounds. Needed for private datasites.")
-SAMPLE_RATE = typer.Option(0.04, "--sample-rate", min=1e-6, max=1.0, help="DP-SGD: each row's chance of joining a step's batch (Poisson sampling).")
-DP_STEPS = typer.Option(50, "--dp-steps", min=1, max=10000, help="DP-SGD: noisy gradient steps per site per round.")
-CLIP = typer.Option(1.0, "--clip", min=1e-6, help="DP-SGD: per-example gradient norm bound.")
-DP_LR = typer.Option(None, "--dp-lr", min=1e-6, help="DP-SGD: step size (default: 10 / noise multiplier, within 0.5-8; tuned on MNIST).")
-STRATEGY = typer.Option(StrategyName.fedavg, "--strategy", help="The researcher's algorithm: fedavg, fedprox (--mu), scaffold, or a server optimizer fedavgm (--server-momentum), fedadam, fedyogi (--beta1, --beta2, --tau); --server-lr for all but fedavg/fedprox.")
-MU = typer.Option(None, "--mu", min=0, max=1000, help="FedProx: weight of the proximal term mu/2 |w - w_global|^2 (default 0.01).")
-SERVER_LR = typer.Option(None, "--server-lr", min=1e-9, help="Server step size (scaffold, fedavgm: 1.0; fedadam, fedyogi: 0.01).")
-SERVER_MOMENTUM = typer.Option(None, "--server-momentum", min=0, max=0.999, help="FedAvgM: server momentum (default 0.9).")
-BETA1 = typer.Option(None, "--beta1", min=0, max=0.999, help="FedAdam/FedYogi: first-moment decay (default 0.9).")
-BETA2 = typer.Option(None, "--beta2", min=0, max=0.999999, help="FedAdam/FedYogi: second-moment decay (default 0.99).")
-TAU = typer.Option(None, "--tau", min=1e-12, help="FedAdam/FedYogi: adaptivity (default 1e-3).")
-CLIENTS_PER_ROUND = typer.Option(None, "--clients-per-round", min=1, help="Sites called each round, sampled uniformly with --seed (default: all); recorded per round.")
+EPSILON = typer.Option(None, "--epsilon", min=0.01, help="Train privately (DP-SGD): the ε this run may spend on each site, at the sites' δ. The noise is derived from it and --rounds. Needed for private datasites.", rich_help_panel="Differential privacy")
+SAMPLE_RATE = typer.Option(0.04, "--sample-rate", min=1e-6, max=1.0, help="DP-SGD: each row's chance of joining a step's batch (Poisson sampling).", rich_help_panel="Differential privacy")
+DP_STEPS = typer.Option(50, "--dp-steps", min=1, max=10000, help="DP-SGD: noisy gradient steps per site per round.", rich_help_panel="Differential privacy")
+CLIP = typer.Option(1.0, "--clip", min=1e-6, help="DP-SGD: per-example gradient norm bound.", rich_help_panel="Differential privacy")
+DP_LR = typer.Option(None, "--dp-lr", min=1e-6, help="DP-SGD: step size (default: 10 / noise multiplier, within 0.5-8; tuned on MNIST).", rich_help_panel="Differential privacy")
+STRATEGY = typer.Option(StrategyName.fedavg, "--strategy", help="The researcher's algorithm: fedavg, fedprox (--mu), scaffold, or a server optimizer fedavgm (--server-momentum), fedadam, fedyogi (--beta1, --beta2, --tau); --server-lr for all but fedavg/fedprox.", rich_help_panel="Strategy")
+MU = typer.Option(None, "--mu", min=0, max=1000, help="FedProx: weight of the proximal term mu/2 |w - w_global|^2 (default 0.01).", rich_help_panel="Strategy")
+SERVER_LR = typer.Option(None, "--server-lr", min=1e-9, help="Server step size (scaffold, fedavgm: 1.0; fedadam, fedyogi: 0.01).", rich_help_panel="Strategy")
+SERVER_MOMENTUM = typer.Option(None, "--server-momentum", min=0, max=0.999, help="FedAvgM: server momentum (default 0.9).", rich_help_panel="Strategy")
+BETA1 = typer.Option(None, "--beta1", min=0, max=0.999, help="FedAdam/FedYogi: first-moment decay (default 0.9).", rich_help_panel="Strategy")
+BETA2 = typer.Option(None, "--beta2", min=0, max=0.999999, help="FedAdam/FedYogi: second-moment decay (default 0.99).", rich_help_panel="Strategy")
+TAU = typer.Option(None, "--tau", min=1e-12, help="FedAdam/FedYogi: adaptivity (default 1e-3).", rich_help_panel="Strategy")
+CLIENTS_PER_ROUND = typer.Option(None, "--clients-per-round", min=1, help="Sites called each round, sampled uniformly with --seed (default: all); recorded per round.", rich_help_panel="Strategy")
 PORT_BASE = typer.Option(DEFAULT_PORT_BASE, "--port-base", min=1, max=65535, help="Site i listens on port-base + i - 1.")
 
 
@@ -185,19 +185,19 @@ def launch(
     data_dir: Optional[Path] = DATA_DIR,
     mock_rows: int = typer.Option(1000, "--mock-rows", min=0, help="Rows of the synthetic mock each datasite publishes; 0: as many as its shard (PySyft runs approved code on the mock too at every call, so a full-size mock doubles each round's compute)."),
     manual_approval: bool = typer.Option(False, "--manual-approval", help="No automatic policy: review each code request yourself with 'fedsyft requests' and 'fedsyft approve' (needs --state)."),
-    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Each datasite's total privacy budget: record-level ε over every call, by every account, across runs and restarts (with --state). Default: 10 for a new state, else the stored budget."),
-    delta: Optional[float] = typer.Option(None, "--delta", min=1e-12, max=0.5, help="δ of the budget (default 1e-5; must be below 1/rows)."),
-    no_dp: bool = typer.Option(False, "--no-dp", help="Opt out of differential privacy: release non-private models and local metrics (a researcher can then reconstruct rows of a small data set)."),
-    tls: bool = typer.Option(False, "--tls", help="Serve HTTPS with a self-signed certificate made per datasite (kept in its state); the connection file carries each certificate's SHA-256 fingerprint, which researchers pin."),
-    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="Serve HTTPS with your own certificate (PEM; with --tls-key)."),
-    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="The private key of --tls-cert (PEM, unencrypted)."),
-    insecure: bool = typer.Option(False, "--insecure", help="Allow plain HTTP on an address other than loopback (only behind a TLS proxy)."),
-    partition: Partition = typer.Option(Partition.iid, "--partition", help="How the training images are split over the datasites (as for 'fedsyft simulate')."),
-    alpha: float = typer.Option(0.5, "--alpha", help="dirichlet: concentration (small = skewed)."),
-    min_size: int = typer.Option(10, "--min-size", min=1, help="dirichlet: the fewest rows a site may get."),
-    shards_per_client: int = typer.Option(2, "--shards-per-client", min=1, help="shards: shards dealt to each site."),
-    shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="shards: rows per shard."),
-    classes_per_client: int = typer.Option(2, "--classes-per-client", min=1, max=10, help="pathological, powerlaw: classes each site holds."),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Each datasite's total privacy budget: record-level ε over every call, by every account, across runs and restarts (with --state). Default: 10 for a new state, else the stored budget.", rich_help_panel="Differential privacy"),
+    delta: Optional[float] = typer.Option(None, "--delta", min=1e-12, max=0.5, help="δ of the budget (default 1e-5; must be below 1/rows).", rich_help_panel="Differential privacy"),
+    no_dp: bool = typer.Option(False, "--no-dp", help="Opt out of differential privacy: release non-private models and local metrics (a researcher can then reconstruct rows of a small data set).", rich_help_panel="Differential privacy"),
+    tls: bool = typer.Option(False, "--tls", help="Serve HTTPS with a self-signed certificate made per datasite (kept in its state); the connection file carries each certificate's SHA-256 fingerprint, which researchers pin.", rich_help_panel="TLS"),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="Serve HTTPS with your own certificate (PEM; with --tls-key).", rich_help_panel="TLS"),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="The private key of --tls-cert (PEM, unencrypted).", rich_help_panel="TLS"),
+    insecure: bool = typer.Option(False, "--insecure", help="Allow plain HTTP on an address other than loopback (only behind a TLS proxy).", rich_help_panel="TLS"),
+    partition: Partition = typer.Option(Partition.iid, "--partition", help="How the training images are split over the datasites (as for 'fedsyft simulate').", rich_help_panel="Partition"),
+    alpha: float = typer.Option(0.5, "--alpha", help="dirichlet: concentration (small = skewed).", rich_help_panel="Partition"),
+    min_size: int = typer.Option(10, "--min-size", min=1, help="dirichlet: the fewest rows a site may get.", rich_help_panel="Partition"),
+    shards_per_client: int = typer.Option(2, "--shards-per-client", min=1, help="shards: shards dealt to each site.", rich_help_panel="Partition"),
+    shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="shards: rows per shard.", rich_help_panel="Partition"),
+    classes_per_client: int = typer.Option(2, "--classes-per-client", min=1, max=10, help="pathological, powerlaw: classes each site holds.", rich_help_panel="Partition"),
 ) -> None:
     """Data owner: start datasites holding disjoint MNIST shards and keep them running until Ctrl-C.
 
@@ -275,7 +275,7 @@ def run(
     verbose: bool = VERBOSE,
     json_summary: bool = JSON,
     epsilon: Optional[float] = EPSILON,
-    delta: Optional[float] = typer.Option(None, "--delta", min=1e-12, max=0.5, help="δ of the run's guarantee (default: the smallest δ of the sites)."),
+    delta: Optional[float] = typer.Option(None, "--delta", min=1e-12, max=0.5, help="δ of the run's guarantee (default: the smallest δ of the sites).", rich_help_panel="Differential privacy"),
     sample_rate: float = SAMPLE_RATE,
     dp_steps: int = DP_STEPS,
     clip: float = CLIP,
@@ -389,7 +389,7 @@ def demo(
     site_timeout: float = SITE_TIMEOUT,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
-    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Run the private variant end to end: private datasites with this budget, and a DP-SGD run that spends it. Default: non-private FedAvg, as the seed project."),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Run the private variant end to end: private datasites with this budget, and a DP-SGD run that spends it. Default: non-private FedAvg, as the seed project.", rich_help_panel="Differential privacy"),
     sample_rate: float = SAMPLE_RATE,
     dp_steps: int = DP_STEPS,
     clip: float = CLIP,
@@ -447,12 +447,12 @@ def simulate(
     rounds: int = ROUNDS,
     seed: int = SEED,
     out: Optional[Path] = OUT,
-    partition: Partition = typer.Option(Partition.iid, "--partition", help="How the training images are split over the sites: iid; dirichlet (--alpha, --min-size); shards (McMahan et al.: sorted by label, --shards-per-client of --shard-size rows); pathological (--classes-per-client); powerlaw (FedProx's MNIST set-up: --classes-per-client digits, lognormal sizes)."),
-    alpha: float = typer.Option(0.5, "--alpha", help="dirichlet: concentration (small = skewed)."),
-    min_size: int = typer.Option(10, "--min-size", min=1, help="dirichlet: the fewest rows a site may get (draws are repeated until every site has them)."),
-    shards_per_client: int = typer.Option(2, "--shards-per-client", min=1, help="shards: shards dealt to each site."),
-    shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="shards: rows per shard (default: rows / (sites x shards per site))."),
-    classes_per_client: int = typer.Option(2, "--classes-per-client", min=1, max=10, help="pathological, powerlaw: classes each site holds."),
+    partition: Partition = typer.Option(Partition.iid, "--partition", help="How the training images are split over the sites: iid; dirichlet (--alpha, --min-size); shards (McMahan et al.: sorted by label, --shards-per-client of --shard-size rows); pathological (--classes-per-client); powerlaw (FedProx's MNIST set-up: --classes-per-client digits, lognormal sizes).", rich_help_panel="Partition"),
+    alpha: float = typer.Option(0.5, "--alpha", help="dirichlet: concentration (small = skewed).", rich_help_panel="Partition"),
+    min_size: int = typer.Option(10, "--min-size", min=1, help="dirichlet: the fewest rows a site may get (draws are repeated until every site has them).", rich_help_panel="Partition"),
+    shards_per_client: int = typer.Option(2, "--shards-per-client", min=1, help="shards: shards dealt to each site.", rich_help_panel="Partition"),
+    shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="shards: rows per shard (default: rows / (sites x shards per site)).", rich_help_panel="Partition"),
+    classes_per_client: int = typer.Option(2, "--classes-per-client", min=1, max=10, help="pathological, powerlaw: classes each site holds.", rich_help_panel="Partition"),
     local_iters: int = LOCAL_ITERS,
     l2: float = L2,
     unweighted: bool = UNWEIGHTED,
@@ -462,8 +462,8 @@ def simulate(
     resume: Optional[Path] = RESUME,
     quiet: bool = QUIET,
     json_summary: bool = JSON,
-    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Train privately (DP-SGD): each simulated site gets this budget and the run spends it."),
-    delta: float = typer.Option(1e-5, "--delta", min=1e-12, max=0.5, help="δ of the private run's guarantee."),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Train privately (DP-SGD): each simulated site gets this budget and the run spends it.", rich_help_panel="Differential privacy"),
+    delta: float = typer.Option(1e-5, "--delta", min=1e-12, max=0.5, help="δ of the private run's guarantee.", rich_help_panel="Differential privacy"),
     sample_rate: float = SAMPLE_RATE,
     dp_steps: int = DP_STEPS,
     clip: float = CLIP,
