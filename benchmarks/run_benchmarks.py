@@ -149,7 +149,8 @@ HETEROGENEITY = {
         "--sites 1000 --partition powerlaw --clients-per-round 10 --rounds 100", [
             "", "--local-iters 3 --unweighted", "--strategy fedprox --mu 0.1 --local-iters 3 --unweighted",
             "--strategy scaffold --local-iters 3", "--strategy fedadam --server-lr 0.01 --local-iters 3 --unweighted",
-            "--strategy fedyogi --server-lr 0.01 --local-iters 5"]),
+            "--strategy fedyogi --server-lr 0.01 --local-iters 5",
+            "--strategy fedadam --server-lr 0.01 --beta1 0.98 --local-iters 2 --unweighted"]),
 }
 
 

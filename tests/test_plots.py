@@ -122,7 +122,7 @@ def test_write_plots_bounded(tmp_path, n_sites, thousand):
 
 def test_few_sites_keep_one_line_each():
     fig = plots.accuracy_figure(_history(2))
-    assert _legend(fig) == ["global model (10,000 test images)", "site-0 (local test split)",
+    assert _legend(fig) == ["global model (researcher's test set)", "site-0 (local test split)",
                             "site-1 (local test split)"]
     assert len(plots.confusion_figure(_history(2)).axes) == 3  # global + both sites
 
@@ -149,7 +149,7 @@ def test_withheld_metrics(tmp_path, n_sites):
     history.save(tmp_path)
     for h in (history, History.load(tmp_path)):  # NaN in memory, None once read back from metrics.json
         acc = plots.accuracy_figure(h)
-        assert _legend(acc) == ["global model (10,000 test images)"]
+        assert _legend(acc) == ["global model (researcher's test set)"]
         assert plots.WITHHELD_NOTE in _fig_texts(acc)
         cm = plots.confusion_figure(h)
         assert len(cm.axes) == 1 and plots.WITHHELD_NOTE in _fig_texts(cm)

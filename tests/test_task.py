@@ -123,3 +123,20 @@ def test_scaffold_correction_shifts_the_gradient_and_returns_the_gradient_at_the
     push = {"coef": np.full((10, 784), 0.05, np.float32), "intercept": np.zeros(10, np.float32)}
     pushed = local_train(shard, start, {**CONFIG, "correction": push})
     assert pushed["coef"].mean() < plain["coef"].mean()  # a positive linear term drives coefficients down
+
+
+def test_any_number_of_features_and_classes_with_the_schemas_scaling():
+    rng = np.random.default_rng(0)
+    X = rng.normal(50, 10, (300, 5)).astype(np.float32)
+    y = (X[:, 0] > 50).astype(np.int64) + (X[:, 1] > 50)  # 3 classes
+    config = {**CONFIG, "n_classes": 3, "scale": {"low": [20.0] * 5, "high": [80.0] * 5}}
+    out = local_train((X, y), None, config)
+    assert "error" not in out, out.get("error")
+    assert out["coef"].shape == (3, 5) and out["intercept"].shape == (3,) and out["train_accuracy"] > 0.7
+    assert np.asarray(out["confusion_matrix"]).shape == (3, 3)
+    dp = local_train_dp((X, y, 1), None, {"noise_multiplier": 1.0, "sample_rate": 0.5, "steps": 5, "clip": 1.0,
+                                          "lr": 1.0, "l2": 0.0, "n_classes": 3, "scale": config["scale"]})
+    assert "error" not in dp and dp["coef"].shape == (3, 5)
+    assert "n_classes=3" in local_train((X, y + 1), None, config)["error"]  # a label beyond the schema's classes
+    assert "scale must give" in local_train((X, y), None, {**config, "scale": {"low": [0.0], "high": [1.0]}})["error"]
+    assert evaluate(out, (X - 20) / 60, y, scaled=True)["test_accuracy"] > 0.7

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 import click
+import numpy as np
 import typer
 
 from . import __version__
@@ -476,6 +477,9 @@ def simulate(
     beta2: Optional[float] = BETA2,
     tau: Optional[float] = TAU,
     clients_per_round: Optional[int] = CLIENTS_PER_ROUND,
+    data: Optional[Path] = typer.Option(None, "--data", help="Your own table (CSV, Parquet or NPZ; numeric features) instead of MNIST, partitioned over the sites; needs --label.", rich_help_panel="Own data"),
+    label: Optional[str] = typer.Option(None, "--label", help="The label column of --data and --test.", rich_help_panel="Own data"),
+    test_file: Optional[Path] = typer.Option(None, "--test", help="The researcher's test set (same columns as --data). Default: a stratified 20 % of --data, held out before partitioning.", rich_help_panel="Own data"),
 ) -> None:
     """No servers: the same loop and training functions with in-process sites, on both cores (fast experiments)."""
     import time
@@ -497,19 +501,28 @@ def simulate(
             sites, partition = len(stored["sites"]), Partition(stored.get("partition", "iid"))
             settings = stored.get("partition_settings", {"alpha": stored["alpha"]} if "alpha" in stored else {})
             data_dir = data_dir or (Path(stored["data_dir"]) if stored.get("data_dir") else None)
-        mnist = load_mnist(data_dir)
-        shards = _make_partition(partition.value, mnist.train.y, sites, config.seed, settings)
-        site_list = [LocalSite(f"MNIST Part {i + 1}", mnist.train.subset(idx), privacy=_simulated_guard(config),
+        if resume and stored.get("data_file"):
+            data, label = Path(stored["data_file"]), stored["label"]
+            test_file = Path(stored["test_file"]) if stored.get("test_file") else None
+        if data is not None:
+            train, test, prefix = _own_data(data, label, test_file, config, output)
+        else:
+            mnist = load_mnist(data_dir)
+            train, test, prefix = mnist.train, mnist.test, "MNIST Part"
+        shards = _make_partition(partition.value, train.y, sites, config.seed, settings)
+        site_list = [LocalSite(f"{prefix} {i + 1}", train.subset(idx), privacy=_simulated_guard(config),
                                seed=(config.seed, i))
                      for i, idx in enumerate(shards)]
-        counts = partitions.label_counts(mnist.train.y, shards, 10)
+        counts = partitions.label_counts(train.y, shards, int(train.y.max()) + 1)
         out = out or default_run_dir()
         extra = {"site_kind": "local", "data_dir": str(data_dir.resolve()) if data_dir else None,
                  "partition": partition.value, "partition_settings": settings,
-                 "label_counts": {s.name: c.tolist() for s, c in zip(site_list, counts)}}
+                 "label_counts": {s.name: c.tolist() for s, c in zip(site_list, counts)},
+                 **({"data_file": str(data.resolve()), "label": label,
+                     "test_file": str(test_file.resolve()) if test_file else None} if data is not None else {})}
         workers = os.cpu_count() or 2
         with engine_for(site_list, workers):  # the fits run in one worker process per core
-            result = run_experiment(site_list, config, mnist.test, out,
+            result = run_experiment(site_list, config, test, out,
                                     observers=output.observers([s.name for s in site_list]), extra=extra,
                                     min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None,
                                     max_workers=workers)
@@ -532,6 +545,43 @@ def _make_partition(name: str, labels, n_sites: int, seed: int, settings: dict):
     except ValueError as e:
         message = re.sub(r"\b(" + "|".join(_PARTITION_FLAGS) + r")\b", lambda m: _PARTITION_FLAGS[m.group(1)], str(e))
         raise ValueError(message.replace("----", "--")) from None
+
+
+def _own_data(data: Path, label: Optional[str], test_file: Optional[Path], config, output):
+    """A simulation on the user's table: (training rows, test rows, site name prefix); sets config.schema.
+
+    The schema is derived from the training rows (their observed ranges become the public
+    scaling, which the printed notice says); the test set must fit it.
+    """
+    from .data import Images
+    from .schema import Schema
+    from .tabular import load_table
+
+    if not label:
+        raise ValueError("--data needs --label, the name of the label column")
+    table = load_table(data, label)
+    if test_file is None:
+        from sklearn.model_selection import train_test_split
+
+        rows = train_test_split(np.arange(len(table)), test_size=0.2, random_state=config.seed, stratify=table.y)
+        output.say(f"No --test: holding out a stratified 20 % of {data.name} ({len(rows[1])} rows) as the test set.")
+        import dataclasses
+
+        table, test_table = (dataclasses.replace(table, X=table.X[r], y=table.y[r]) for r in rows)
+    else:
+        test_table = load_table(test_file, label)
+    schema, notice = Schema.derive(table, name=data.stem)
+    output.say(notice)
+    # The test set must have the schema's columns and classes; values beyond the ranges are clipped, as on a site.
+    if test_table.feature_names != schema.features:
+        raise ValueError(f"{test_table.source}: its feature columns differ from {data.name}'s")
+    unknown = set(test_table.classes) - set(schema.classes)
+    if unknown:
+        raise ValueError(f"{test_table.source}: class {sorted(map(str, unknown))[0]!r} does not occur in {data.name}")
+    config.schema = schema.to_dict()
+    config.make_strategy()  # a strategy with the schema's shapes
+    return (Images(table.X, schema.encode_labels(table)), Images(test_table.X, schema.encode_labels(test_table)),
+            "Site")
 
 
 def _partition_settings(partition, alpha, min_size, shards_per_client, shard_size, classes_per_client) -> dict:

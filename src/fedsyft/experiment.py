@@ -52,6 +52,9 @@ class RunConfig:
         ``server_momentum`` (FedAvgM), ``beta1``, ``beta2``, ``tau`` (FedAdam, FedYogi).
         None means the strategy's default.
     clients_per_round : sites called each round, sampled uniformly with ``seed`` (None: all).
+    schema : the federation's public data contract (:meth:`fedsyft.schema.Schema.to_dict`)
+        for a tabular federation: the sites scale features with its ranges and train one
+        class per schema class. None: MNIST (784 pixels / 255, 10 classes).
     """
 
     rounds: int = 5
@@ -74,6 +77,7 @@ class RunConfig:
     beta2: float | None = None
     tau: float | None = None
     clients_per_round: int | None = None
+    schema: dict | None = None
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -125,10 +129,19 @@ class RunConfig:
         return d
 
     def train_config(self) -> dict[str, Any]:
-        """The config every site receives each round."""
+        """The config every site receives each round (plus the public schema's keys for a tabular federation)."""
         if self.private:
-            return self.plan.train_config()
-        return {"seed": self.seed, "test_fraction": self.test_fraction, "local_iters": self.local_iters, "l2": self.l2}
+            config = self.plan.train_config()
+        else:
+            config = {"seed": self.seed, "test_fraction": self.test_fraction, "local_iters": self.local_iters,
+                      "l2": self.l2}
+        if self.schema is not None:
+            from .schema import Schema
+
+            schema = Schema.from_dict(self.schema)
+            low, high = (np.asarray(b, np.float32).tolist() for b in zip(*schema.ranges))
+            config.update(n_classes=len(schema.classes), scale={"low": low, "high": high})
+        return config
 
     @property
     def function_name(self) -> str:
@@ -140,10 +153,18 @@ def default_run_dir(root: Path = Path("runs")) -> Path:
     return root / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def evaluator(test: Images):
-    """The researcher's scoring function: the global model on the public test set."""
+def evaluator(test: Images, schema: dict | None = None):
+    """The researcher's scoring function: the global model on its own test set.
 
-    X = np.asarray(test.X, dtype=np.float32) / np.float32(255)  # scaled once, not every round
+    ``test`` holds raw features and class indices; they are scaled once, as the sites
+    scale theirs (by the schema's ranges, or MNIST's / 255).
+    """
+    if schema is not None:
+        from .schema import Schema
+
+        X = Schema.from_dict(schema).scale(test.X)
+    else:
+        X = np.asarray(test.X, dtype=np.float32) / np.float32(255)
 
     def evaluate(params) -> GlobalEval:
         return GlobalEval(**task.evaluate(params, X, test.y, scaled=True))
@@ -195,7 +216,7 @@ def run_experiment(
     run_dir = RunDirectory(out_dir, history, strategy) if out_dir is not None else None
     all_observers = [*observers, *([run_dir] if run_dir else [])]
     try:
-        return federate(sites, config.rounds, config.train_config(), evaluator(test), history=history,
+        return federate(sites, config.rounds, config.train_config(), evaluator(test, config.schema), history=history,
                         strategy=strategy, observers=all_observers, min_sites=min_sites,
                         site_timeout=site_timeout, params=params, max_workers=max_workers)
     finally:

@@ -182,7 +182,7 @@ def _draw_accuracy(rounds, glob, lines, spread, note, label="FedAvg") -> Figure:
     fig = Figure(figsize=(6.4, 4.2 if note else 4.0))
     ax = fig.subplots()
     nan = functools.partial(np.array, dtype=float)  # None back to NaN: a gap in the line
-    ax.plot(rounds, nan(glob), "o-", lw=2.5, color="black", label="global model (10,000 test images)", zorder=3)
+    ax.plot(rounds, nan(glob), "o-", lw=2.5, color="black", label="global model (researcher's test set)", zorder=3)
     for name, acc in lines:
         ax.plot(rounds, nan(acc), "s--", alpha=0.8, label=f"{name} (local test split)")
     if spread:

@@ -18,7 +18,6 @@ from . import plots
 from .history import History, RoundRecord, SiteRound
 
 REPORT_FILE = "report.html"
-PARAM_BYTES = (10 * 784 + 10) * 4  # coef + intercept, float32: what one copy of the model weighs
 SITE_TABLE_MAX = 50  # above this many sites, per-site tables give way to the worst and best few
 RANKED_SITES = 5     # how many worst and best sites those summaries list
 LIST_MAX = 10        # names shown before a long list is cut short ("... (1,000 in all)")
@@ -235,6 +234,14 @@ def _partition(history: History, counts: dict[str, Any]) -> list[str]:
             _img(plots.LABEL_HISTOGRAM_PNG, history, "labels per site")]
 
 
+def _model_text(history: History) -> str:
+    """What one copy of the model is: its shapes and bytes (MNIST's, or the run's schema's)."""
+    schema = history.config.get("schema")
+    k, d = (len(schema["classes"]), len(schema["features"])) if schema else (10, 784)
+    return (f"<code>coef</code> {k}&times;{d} and <code>intercept</code> {k}, float32: "
+            f"{(k * d + k) * 4:,} bytes")
+
+
 def _privacy_section(privacy: dict, rounds: list[RoundRecord]) -> list[str]:
     """The run's DP mechanism and, per site, what its ledger says was spent (from the last round it answered)."""
     mechanism = [["target ε per site (this run)", _num(privacy.get("epsilon"), "g")],
@@ -326,14 +333,14 @@ def write_report(history: History, run_dir: Path) -> Path:
     if privacy:
         parts += _privacy_section(privacy, rounds)
         parts.append("<h2>What left each datasite</h2>\n<p>No images or labels left any datasite. Each round, "
-                     "only the noised model parameters (<code>coef</code> 10&times;784 and <code>intercept</code> 10, "
-                     f"float32: {PARAM_BYTES:,} bytes, covered by the sites' differential privacy) and "
+                     f"only the noised model parameters ({_model_text(history)}, covered by the sites' differential "
+                     "privacy) and "
                      "<code>n_train</code> (public by design) were sent back to the researcher, with each site's "
                      "ledger report. Local accuracies, losses, confusion matrices and timings were withheld.</p>")
     else:
         parts.append("<h2>What left each datasite</h2>\n<p>No images or labels left any datasite. Each round, "
-                     f"only the model parameters (<code>coef</code> 10&times;784 and <code>intercept</code> 10, "
-                     f"float32: {PARAM_BYTES:,} bytes) and aggregate metrics (<code>n_train</code>, train and test "
+                     f"only the model parameters ({_model_text(history)}) and aggregate metrics (<code>n_train</code>, "
+                     "train and test "
                      "accuracies, losses and the confusion matrix of the local test split) were sent back to the "
                      "researcher, <b>without differential privacy</b>: from such outputs a researcher who chooses the "
                      "global parameters can reconstruct rows of a small data set.</p>")

@@ -7,14 +7,14 @@ dependency, inside its body and nothing from fedsyft) and short enough to read
 before approving. The datasite's approval policy allows exactly this source text:
 change one character and every datasite denies it.
 
-Parameters cross the wire as a dict ``{"coef": float32 [10, 784], "intercept": float32 [10]}``.
+Parameters cross the wire as a dict ``{"coef": float32 [k, d], "intercept": float32 [k]}``:
+10 classes x 784 pixels for MNIST, the schema's classes x features for a tabular federation.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .data import N_CLASSES
 
 #: Training settings sent with every call; ``local_train`` refuses other keys.
 DEFAULT_TRAIN_CONFIG = {
@@ -32,10 +32,13 @@ def local_train(data, global_params, config):
     parameters, the number of training rows and aggregate metrics: never a data row.
     Errors are returned as ``{"error": "..."}`` because PySyft hides exception text.
 
-    ``data`` is the private asset ``(X uint8 [n, 784], y int [n])``. The local
-    train/test split is seeded by ``config["seed"]`` and is the same every round.
-    Pixels are scaled by 1/255 (no fitted scaler, so all sites share one feature
-    space). The objective, minimised by L-BFGS for ``local_iters`` iterations, is::
+    ``data`` is the private asset ``(X [n, d], y int [n])``: MNIST's uint8 pixels by
+    default. The local train/test split is seeded by ``config["seed"]`` and is the same
+    every round. Features are scaled the same way on every site (no fitted scaler, so
+    all sites share one feature space): by 1/255, or with the federation's public schema,
+    ``scale`` = {"low": [d], "high": [d]} -> (x - low) / (high - low) clipped to [0, 1];
+    ``n_classes`` (default 10) is the schema's class count. The objective, minimised by
+    L-BFGS for ``local_iters`` iterations, is::
 
         mean log-loss + l2/2 |coef|^2 + mu/2 |w - w_global|^2 + <correction, w>
 
@@ -54,37 +57,48 @@ def local_train(data, global_params, config):
 
     started = time.perf_counter()
     try:
-        required, optional = {"seed", "test_fraction", "local_iters", "l2"}, {"mu", "correction"}
+        required = {"seed", "test_fraction", "local_iters", "l2"}
+        optional = {"mu", "correction", "n_classes", "scale"}
         if not isinstance(config, dict) or not required <= set(config) <= required | optional:
             raise ValueError(f"config must have the keys {sorted(required)} and may have {sorted(optional)}")
-        mu = float(config.get("mu", 0.0))
+        mu, k = float(config.get("mu", 0.0)), int(config.get("n_classes", 10))
         if not (1 <= int(config["local_iters"]) <= 1000 and 0 < float(config["test_fraction"]) <= 0.5
                 and 0 < float(config["l2"]) < 1e3 and 0 <= mu <= 1e3):  # bounds keep one call from tying up the site
             raise ValueError("config out of range: local_iters 1-1000, test_fraction (0, 0.5], l2 (0, 1000), "
                              "mu [0, 1000]")
         X, y = data[0], np.asarray(data[1], dtype=np.int64)
         n_features = X.shape[1]
+        if not (2 <= k <= 1000 and y.min() >= 0 and y.max() < k):
+            raise ValueError(f"labels must be class indices below n_classes={k} (2-1000)")
 
-        def as_vector(params, what):  # {"coef" (10, d), "intercept" (10,)} -> one float64 vector
+        def scaled(rows):  # the federation's public scaling: the same on every site
+            if "scale" not in config:
+                return rows.astype(np.float32) / np.float32(255)
+            low = np.asarray(config["scale"]["low"], np.float32)
+            span = np.asarray(config["scale"]["high"], np.float32) - low
+            if low.shape != (n_features,) or span.shape != (n_features,) or not np.isfinite(span).all():
+                raise ValueError(f"scale must give low and high for the {n_features} features")
+            return np.clip((rows.astype(np.float32) - low) / np.where(span > 0, span, 1), 0, 1) * (span > 0)
+
+        def as_vector(params, what):  # {"coef" (k, d), "intercept" (k,)} -> one float64 vector
             if set(params) != {"coef", "intercept"}:
                 raise ValueError(f"{what} must have exactly the keys coef and intercept")
             coef, intercept = np.asarray(params["coef"], np.float64), np.asarray(params["intercept"], np.float64)
-            if coef.shape != (10, n_features) or intercept.shape != (10,):
-                raise ValueError(f"{what} must be coef (10, {n_features}) and intercept (10,)")
+            if coef.shape != (k, n_features) or intercept.shape != (k,):
+                raise ValueError(f"{what} must be coef ({k}, {n_features}) and intercept ({k},)")
             if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
                 raise ValueError(f"{what} contains NaN or inf")
             return np.r_[coef.ravel(), intercept]
 
-        start = as_vector(global_params, "global params") if global_params else np.zeros(10 * n_features + 10)
+        start = as_vector(global_params, "global params") if global_params else np.zeros(k * n_features + k)
         shift = as_vector(config["correction"], "correction") if "correction" in config else None
         Xtr, Xte, ytr, yte = train_test_split(
             X, y, test_size=float(config["test_fraction"]), random_state=int(config["seed"]))
-        Xtr = Xtr.astype(np.float32) / np.float32(255)
-        Xte = Xte.astype(np.float32) / np.float32(255)
+        Xtr, Xte = scaled(Xtr), scaled(Xte)
         n_train, l2, rows = len(ytr), float(config["l2"]), np.arange(len(ytr))
 
         def log_loss_and_gradient(w):  # mean log-loss + l2/2 |coef|^2 (the intercept is not penalised)
-            coef, intercept = w[:-10].reshape(10, n_features), w[-10:]
+            coef, intercept = w[:-k].reshape(k, n_features), w[-k:]
             logits = Xtr @ coef.T.astype(np.float32) + intercept.astype(np.float32)
             logits -= logits.max(axis=1, keepdims=True)
             p = np.exp(logits)
@@ -108,7 +122,7 @@ def local_train(data, global_params, config):
         w = minimize(objective, start, jac=True, method="L-BFGS-B",
                      options={"maxiter": int(config["local_iters"]), "gtol": 1e-4}).x
         control = log_loss_and_gradient(start)[1] if shift is not None else None
-        coef, intercept = w[:-10].reshape(10, n_features).astype(np.float32), w[-10:].astype(np.float32)
+        coef, intercept = w[:-k].reshape(k, n_features).astype(np.float32), w[-k:].astype(np.float32)
 
         def metrics(Xs, ys):  # accuracy, mean log-loss, confusion matrix (rows: true class)
             logits = (Xs @ coef.T + intercept).astype(np.float64)
@@ -116,7 +130,7 @@ def local_train(data, global_params, config):
             log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
             pred = log_p.argmax(axis=1)
             return (float((pred == ys).mean()), float(-log_p[np.arange(len(ys)), ys].mean()),
-                    np.bincount(ys * 10 + pred, minlength=100).reshape(10, 10))
+                    np.bincount(ys * k + pred, minlength=k * k).reshape(k, k))
 
         train_acc, train_loss, _ = metrics(Xtr, ytr)
         test_acc, test_loss, cm = (metrics(Xte, yte) if len(yte) else (float("nan"),) * 2 + (None,))
@@ -124,8 +138,8 @@ def local_train(data, global_params, config):
                "train_accuracy": train_acc, "train_loss": train_loss, "test_accuracy": test_acc,
                "test_loss": test_loss, "confusion_matrix": cm, "compute_seconds": time.perf_counter() - started}
         if control is not None:
-            out["control_variate"] = {"coef": control[:-10].reshape(10, n_features).astype(np.float32),
-                                      "intercept": control[-10:].astype(np.float32)}
+            out["control_variate"] = {"coef": control[:-k].reshape(k, n_features).astype(np.float32),
+                                      "intercept": control[-k:].astype(np.float32)}
         return out
     except Exception as e:  # report, do not raise: PySyft would drop the message
         return {"error": f"{type(e).__name__}: {e}"}
@@ -157,8 +171,9 @@ def local_train_dp(data, global_params, config):
 
     try:
         required = {"noise_multiplier", "sample_rate", "steps", "clip", "lr", "l2"}
-        if not isinstance(config, dict) or not required <= set(config) <= required | {"mu", "correction"}:
-            raise ValueError(f"config must have the keys {sorted(required)} and may have mu and correction")
+        optional = {"mu", "correction", "n_classes", "scale"}
+        if not isinstance(config, dict) or not required <= set(config) <= required | optional:
+            raise ValueError(f"config must have the keys {sorted(required)} and may have {sorted(optional)}")
         sigma, q, clip = float(config["noise_multiplier"]), float(config["sample_rate"]), float(config["clip"])
         steps, lr, l2, mu = int(config["steps"]), float(config["lr"]), float(config["l2"]), float(config.get("mu", 0))
         if not (0 <= sigma <= 1e4 and 0 < q <= 1 and 1 <= steps <= 10000 and 0 < clip <= 1e4
@@ -167,26 +182,34 @@ def local_train_dp(data, global_params, config):
                              "clip (0, 1e4], lr (0, 1e3], l2 [0, 1e3), mu [0, 1e3]")
         X, y = data[0], np.asarray(data[1])
         rng = np.random.default_rng(data[2] if len(data) > 2 else None)
-        n, d = X.shape
+        (n, d), k = X.shape, int(config.get("n_classes", 10))
+        if not (2 <= k <= 1000 and y.min() >= 0 and y.max() < k):
+            raise ValueError(f"labels must be class indices below n_classes={k} (2-1000)")
+        low, span = np.zeros(d, np.float32), np.full(d, 255, np.float32)  # MNIST: pixels / 255
+        if "scale" in config:  # the federation's public schema: (x - low) / (high - low), clipped to [0, 1]
+            low = np.asarray(config["scale"]["low"], np.float32)
+            span = np.asarray(config["scale"]["high"], np.float32) - low
+            if low.shape != (d,) or span.shape != (d,) or not np.isfinite(span).all():
+                raise ValueError(f"scale must give low and high for the {d} features")
 
-        def arrays(params, what):  # {"coef" (10, d), "intercept" (10,)}, checked
+        def arrays(params, what):  # {"coef" (k, d), "intercept" (k,)}, checked
             if set(params) != {"coef", "intercept"}:
                 raise ValueError(f"{what} must have exactly the keys coef and intercept")
             coef, intercept = np.array(params["coef"], np.float32), np.array(params["intercept"], np.float32)
-            if coef.shape != (10, d) or intercept.shape != (10,):
-                raise ValueError(f"{what} must be coef (10, {d}) and intercept (10,)")
+            if coef.shape != (k, d) or intercept.shape != (k,):
+                raise ValueError(f"{what} must be coef ({k}, {d}) and intercept ({k},)")
             if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
                 raise ValueError(f"{what} contains NaN or inf")
             return coef, intercept
 
-        zeros = (np.zeros((10, d), np.float32), np.zeros(10, np.float32))
+        zeros = (np.zeros((k, d), np.float32), np.zeros(k, np.float32))
         W, b = arrays(global_params, "global params") if global_params else zeros  # None or {}: from zeros
         W0, b0 = W.copy(), b.copy()
         # FedProx's proximal term and SCAFFOLD's correction c - c_i: data-independent, so free of privacy cost.
         shift_W, shift_b = arrays(config["correction"], "correction") if "correction" in config else zeros
         for _ in range(steps):
             batch = np.flatnonzero(rng.random(n) < q)
-            Xb = X[batch].astype(np.float32) / np.float32(255)
+            Xb = np.clip((X[batch].astype(np.float32) - low) / np.where(span > 0, span, 1), 0, 1) * (span > 0)
             logits = Xb @ W.T + b
             e = np.exp(logits - logits.max(axis=1, keepdims=True))
             e /= e.sum(axis=1, keepdims=True)
@@ -220,33 +243,36 @@ def training_function_name(config: dict) -> str:
 def model_from_params(params: dict) -> "LogisticRegression":  # noqa: F821
     """A fitted scikit-learn ``LogisticRegression`` holding ``params``.
 
-    Use it like any estimator: ``model.predict(X / 255)``.
+    Use it like any estimator on scaled features: ``model.predict(X / 255)`` for MNIST,
+    ``model.predict(schema.scale(X))`` for a tabular federation (class indices into
+    ``schema.classes``).
     """
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression()
-    model.classes_ = np.arange(N_CLASSES)
     model.coef_ = np.asarray(params["coef"], dtype=np.float64)
     model.intercept_ = np.asarray(params["intercept"], dtype=np.float64)
+    model.classes_ = np.arange(model.coef_.shape[0])
     model.n_features_in_ = model.coef_.shape[1]
     model.n_iter_ = np.zeros(1, dtype=np.int32)
     return model
 
 
 def evaluate(params: dict, X: np.ndarray, y: np.ndarray, scaled: bool = False) -> dict:
-    """Accuracy, mean log-loss and confusion matrix of ``params`` on images ``X`` (uint8) and labels ``y``.
+    """Accuracy, mean log-loss and confusion matrix of ``params`` on ``X`` and class indices ``y``.
 
-    ``scaled``: ``X`` is already float32 pixels / 255 (the researcher scales its test set
-    once, not every round).
+    ``X`` is MNIST's uint8 pixels (divided by 255 here) unless ``scaled``: features
+    already scaled as the sites scale them (the researcher scales its test set once).
     """
     Xs = X if scaled else np.asarray(X, dtype=np.float32) / np.float32(255)
     y = np.asarray(y)
+    k = np.asarray(params["intercept"]).shape[0]
     logits = Xs @ np.asarray(params["coef"], np.float32).T + np.asarray(params["intercept"], np.float32)
     logits = logits.astype(np.float64)
     logits -= logits.max(axis=1, keepdims=True)
     log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))  # log-softmax: exact, no clipping
     pred = log_p.argmax(axis=1)
-    cm = np.bincount(y * N_CLASSES + pred, minlength=N_CLASSES ** 2).reshape(N_CLASSES, N_CLASSES)
+    cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
     return {
         "test_accuracy": float((pred == y).mean()),
         "test_loss": float(-log_p[np.arange(len(y)), y].mean()),

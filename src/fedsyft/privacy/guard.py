@@ -27,8 +27,9 @@ from .ledger import Charge, LedgerError, PrivacyLedger
 
 #: The keys of the private training function's config (see ``task.local_train_dp``).
 DP_CONFIG_KEYS = frozenset({"noise_multiplier", "sample_rate", "steps", "clip", "lr", "l2"})
-#: Keys it may also carry: the strategy's data-independent terms (FedProx, SCAFFOLD), free of privacy cost.
-DP_OPTIONAL_KEYS = frozenset({"mu", "correction"})
+#: Keys it may also carry, all data-independent and so free of privacy cost: the strategy's terms
+#: (FedProx, SCAFFOLD) and the federation's public schema (class count, feature scaling).
+DP_OPTIONAL_KEYS = frozenset({"mu", "correction", "n_classes", "scale"})
 PLAN_KEYS = frozenset({"query", "noise_multiplier", "sample_rate", "steps", "calls"})
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from ..aggregate import Params
 from ..history import WITHHELD_UNDER_DP, SiteRound
 
-PARAM_SHAPES = {"coef": (10, 784), "intercept": (10,)}
+PARAM_KEYS = ("coef", "intercept")
 
 
 class SiteError(RuntimeError):
@@ -85,7 +85,7 @@ def parse_output(site: str, out: Any, seconds: float, bytes_sent: int) -> SiteRe
         raise SiteError(site, f"training failed on the datasite: {out['error']}")
     try:
         params = _checked_params(out)
-        metrics = {k: out[k] for k in out if k not in PARAM_SHAPES}
+        metrics = {k: out[k] for k in out if k not in PARAM_KEYS}
         common = dict(n_train=int(out["n_train"]), seconds=seconds, bytes_sent=bytes_sent,
                       bytes_received=payload_bytes(params, metrics))
         if "privacy" in out:
@@ -118,8 +118,12 @@ def parse_output(site: str, out: Any, seconds: float, bytes_sent: int) -> SiteRe
 
 
 def _checked_params(value: Any) -> Params:
-    params = {k: np.asarray(value[k], dtype=np.float32) for k in PARAM_SHAPES}
-    for k, shape in PARAM_SHAPES.items():
-        if params[k].shape != shape or not np.isfinite(params[k]).all():
-            raise ValueError(f"{k} must be finite with shape {shape}, got {params[k].shape}")
+    """coef [k, d] and intercept [k], finite (k classes, d features: whatever the federation's schema says)."""
+    params = {k: np.asarray(value[k], dtype=np.float32) for k in PARAM_KEYS}
+    coef, intercept = params["coef"], params["intercept"]
+    if coef.ndim != 2 or intercept.shape != (coef.shape[0],):
+        raise ValueError(f"coef must be [classes, features] and intercept [classes], got {coef.shape} and "
+                         f"{intercept.shape}")
+    if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+        raise ValueError("parameters must be finite")
     return params

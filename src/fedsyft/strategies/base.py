@@ -17,14 +17,18 @@ import numpy as np
 from ..aggregate import Params, fedavg
 from ..sites.base import SiteResult
 
-PARAM_SHAPES = {"coef": (10, 784), "intercept": (10,)}
+def zeros_like_model(params: Params | None, config: Mapping[str, Any] | None = None) -> Params:
+    """Zero parameters shaped like ``params``; with none yet, like the model ``config`` trains.
 
-
-def zeros_like_model(params: Params | None) -> Params:
-    """Zero parameters shaped like ``params`` (or like the MNIST model when there are none yet)."""
+    The shape comes from the config's public schema keys (``n_classes``, ``scale``), else
+    MNIST's: 10 classes x 784 pixels.
+    """
     if params is not None:
         return {k: np.zeros_like(np.asarray(v, np.float32)) for k, v in params.items()}
-    return {k: np.zeros(shape, np.float32) for k, shape in PARAM_SHAPES.items()}
+    config = config or {}
+    k = int(config.get("n_classes", 10))
+    d = len(config["scale"]["low"]) if "scale" in config else 784
+    return {"coef": np.zeros((k, d), np.float32), "intercept": np.zeros(k, np.float32)}
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ class Scaffold(Strategy):
                       config: dict[str, Any]) -> dict[str, FitInstruction]:
         self.n_sites = len(sites)
         if self.c is None:
-            self.c = zeros_like_model(params)
+            self.c = zeros_like_model(params, config)
         plan = super().configure_fit(round_no, params, sites, config)
         self._sent = {name: ins.config for name, ins in plan.items()}
         return plan

@@ -28,8 +28,8 @@ class _ServerOptimizer(Strategy):
         self._state: dict[str, dict[str, np.ndarray]] = {}
 
     def aggregate_fit(self, round_no: int, params: Params | None, results: Mapping[str, SiteResult]) -> Params:
-        current = params if params is not None else zeros_like_model(None)
         average = fedavg([(r.params, r.n_train) for r in results.values()], weighted=self.weighted)
+        current = params if params is not None else zeros_like_model(average)
         delta = {k: np.asarray(average[k], np.float64) - np.asarray(current[k], np.float64) for k in current}
         step = self.step(delta)
         return {k: (np.asarray(current[k], np.float64) + step[k]).astype(np.float32) for k in current}
