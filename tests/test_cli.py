@@ -395,38 +395,87 @@ def test_bad_strategy_and_partition_options_get_one_line(data_dir, args, fragmen
     assert_one_line_error(fedsyft(*args, "--data-dir", data_dir, timeout=60), *fragments)
 
 
+def _clinic_files(folder: Path) -> dict:
+    """Two "clinics'" halves of scikit-learn's breast-cancer table, a held-out quarter, and a declared schema."""
+    import pandas as pd
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    frame = load_breast_cancer(as_frame=True).frame.rename(columns={"target": "diagnosis"})
+    frame["diagnosis"] = frame["diagnosis"].map({0: "malignant", 1: "benign"})
+    train, test = train_test_split(frame, test_size=0.25, random_state=0, stratify=frame["diagnosis"])
+    features = [c for c in frame.columns if c != "diagnosis"]
+    files = {"a": folder / "clinic_a.csv", "b": folder / "clinic_b.csv", "test": folder / "test.csv",
+             "schema": folder / "schema.json"}
+    train.iloc[: len(train) // 2].to_csv(files["a"], index=False)
+    train.iloc[len(train) // 2:].to_csv(files["b"], index=False)
+    test.to_csv(files["test"], index=False)
+    files["schema"].write_text(json.dumps({  # declared ranges: nothing observed in a clinic's rows is published
+        "name": "breast cancer", "features": features, "classes": ["benign", "malignant"],
+        "ranges": {f: [0.0, float(frame[f].max()) * 1.5] for f in features}}))
+    return files
+
+
 @pytest.mark.integration
-def test_tls_launch_is_pinned_by_the_researcher(data_dir, tmp_path):
-    """launch --tls serves HTTPS; run pins the certificate from sites.json; a different pin stops with one line."""
-    port = free_port_base(1)
-    state = tmp_path / "state"
-    assert_one_line_error(fedsyft("launch", "--host", "0.0.0.0", "--port-base", port, "--data-dir", data_dir,
-                                  timeout=60), "without TLS", "--tls")
-    launch = Launched("--sites", 1, "--port-base", port, "--state", state, "--data-dir", data_dir, "--tls", "--no-dp")
+def test_two_clinics_own_tables_over_tls(tmp_path):
+    """Two owners, two CSVs, two launches with --tls; the researcher joins both files, pins both certificates."""
+    files = _clinic_files(tmp_path)
+    ports = free_port_base(2)
+    assert_one_line_error(fedsyft("launch", "--host", "0.0.0.0", "--port-base", ports, timeout=60),
+                          "without TLS", "--tls")
+    clinics = [Launched("--data", files[key], "--label", "diagnosis", "--name", f"Clinic {key.upper()}", "--schema",
+                        files["schema"], "--state", tmp_path / key, "--port-base", ports + i, "--tls", "--no-dp")
+               for i, key in enumerate("ab")]
     try:
-        launch.wait_for("Press Ctrl-C")
-        sites_file = state / "sites.json"
-        [entry] = json.loads(sites_file.read_text())["sites"]
-        assert entry["url"] == f"https://127.0.0.1:{port}" and len(entry["tls_fingerprint"]) == 64
-        assert any(entry["tls_fingerprint"] in line for line in launch.stdout)
+        for clinic in clinics:
+            clinic.wait_for("Press Ctrl-C")
+        sites_files = [tmp_path / key / "sites.json" for key in "ab"]
+        [entry] = json.loads(sites_files[0].read_text())["sites"]
+        assert entry["url"] == f"https://127.0.0.1:{ports}" and len(entry["tls_fingerprint"]) == 64
+        assert entry["schema"]["classes"] == ["benign", "malignant"]
+        assert any(entry["tls_fingerprint"] in line for line in clinics[0].stdout)
         out = tmp_path / "run"
-        result = fedsyft("run", "--sites-file", sites_file, "--rounds", 1, "--local-iters", 3, "--data-dir", data_dir,
-                         "--out", out)
+        args = ["--sites-file", sites_files[0], "--sites-file", sites_files[1], "--test", files["test"],
+                "--label", "diagnosis"]
+        result = fedsyft("run", *args, "--rounds", 3, "--out", out)
         assert result.returncode == 0, result.stderr
-        assert json.loads((out / "metrics.json").read_text())["final"]["global_test_accuracy"] > 0.5
+        assert "  Clinic B -> train=" in result.stdout and "coef shape=(2, 30)" in result.stdout
+        assert json.loads((out / "metrics.json").read_text())["final"]["global_test_accuracy"] >= 0.93
+        assert_one_line_error(fedsyft("run", "--sites-file", sites_files[0], "--rounds", 1), "--test", "--label")
 
         forged = tmp_path / "forged.json"
-        doc = json.loads(sites_file.read_text())
+        doc = json.loads(sites_files[1].read_text())
         doc["sites"][0]["tls_fingerprint"] = "ab" * 32
         forged.write_text(json.dumps(doc))
-        assert_one_line_error(fedsyft("run", "--sites-file", forged, "--rounds", 1, "--data-dir", data_dir),
-                              "MNIST Part 1", "certificate fingerprint", "nothing was sent")
-        owner = fedsyft("requests", "--state", state)  # the owner's own tools pin the certificate too
+        assert_one_line_error(fedsyft("run", "--sites-file", sites_files[0], "--sites-file", forged, *args[4:],
+                                      "--rounds", 1), "Clinic B", "certificate fingerprint", "nothing was sent")
+        owner = fedsyft("requests", "--state", tmp_path / "a")  # the owner's own tools pin the certificate too
         assert owner.returncode == 0 and "No pending code requests." in owner.stdout, owner.stderr
     finally:
-        launch.process.send_signal(signal.SIGTERM)
-        assert launch.process.wait(timeout=60) == 0
-    assert port_is_free("127.0.0.1", port)
+        for clinic in clinics:
+            clinic.process.send_signal(signal.SIGTERM)
+        assert all(clinic.process.wait(timeout=60) == 0 for clinic in clinics)
+    assert port_is_free("127.0.0.1", ports) and port_is_free("127.0.0.1", ports + 1)
+
+
+def test_sites_with_different_schemas_or_bad_tables_are_refused_in_one_line(tmp_path):
+    from fedsyft.cli import _common_schema
+    from fedsyft.connection import SiteCredentials
+
+    files = _clinic_files(tmp_path)
+    schema = json.loads(files["schema"].read_text())
+    other = {**schema, "classes": ["malignant", "benign"]}
+    sites = [SiteCredentials("Clinic A", "https://h:1", "e", "p", schema=schema),
+             SiteCredentials("Clinic B", "https://h:2", "e", "p", schema=other)]
+    with pytest.raises(ValueError, match="schemas differ.*Clinic A.*Clinic B|schemas differ.*class"):
+        _common_schema(sites)
+    assert _common_schema(sites[:1]) == schema
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,diagnosis\n1,x,benign\n")
+    assert_one_line_error(fedsyft("launch", "--data", bad, "--label", "diagnosis", timeout=60), "bad.csv", "'b'")
+    assert_one_line_error(fedsyft("launch", "--data", files["a"], timeout=60), "--label")
+    assert_one_line_error(fedsyft("launch", "--data", files["a"], "--label", "diagnosis", "--schema",
+                                  files["schema"], "--name", "x", "--name", "y", timeout=60), "--name")
 
 
 def test_simulate_on_a_data_owners_own_table(tmp_path):

@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import click
 import numpy as np
@@ -164,6 +164,39 @@ def _privacy_label(privacy: dict | None) -> str:
     return f"  [private: ε budget {privacy['epsilon_budget']:g} at δ={privacy['delta']:g}]"
 
 
+def _owners_tables(data: List[Path], label: Optional[str], names: Optional[List[str]], schema_file: Optional[Path]):
+    """The data owner's tables as shards, their names and the federation's public schema (checked or derived)."""
+    from .data import Images
+    from .schema import Schema
+    from .tabular import load_table
+
+    if not label:
+        raise ValueError("--data needs --label, the name of the label column")
+    names = list(names or [Path(f).stem for f in data])
+    if len(names) != len(data):
+        raise ValueError(f"{len(names)} --name for {len(data)} --data: give one name per file, or none")
+    tables = [load_table(f, label) for f in data]
+    if schema_file is not None:
+        schema = Schema.read(schema_file)
+        for table in tables:
+            schema.check(table)
+    else:
+        derived = [Schema.derive(t)[0] for t in tables]
+        for t, other in zip(tables[1:], derived[1:]):
+            if other.features != derived[0].features:
+                raise ValueError(f"{t.source}: its feature columns differ from {tables[0].source}'s")
+        ranges = tuple((min(d.ranges[j][0] for d in derived), max(d.ranges[j][1] for d in derived))
+                       for j in range(len(derived[0].features)))
+        classes = tuple(sorted({c for d in derived for c in d.classes}))
+        schema = Schema(derived[0].features, classes, ranges, name=Path(data[0]).stem)
+        typer.echo(f"Schema derived from {', '.join(str(f) for f in data)}: the observed minimum and maximum of "
+                   f"each of its {len(schema.features)} features become public (they are values of single rows, "
+                   "not covered by any privacy budget), as do the feature names and the classes. Pass --schema "
+                   "with declared ranges to publish other bounds.")
+    return {"shards": [Images(t.X, schema.encode_labels(t)) for t in tables], "names": names,
+            "schema": schema.to_dict()}
+
+
 def _print_banner(sites, say=typer.echo) -> None:
     say(f"{len(sites)} DataSites Up and Running.")
     for i, site in enumerate(sites, 1):
@@ -199,8 +232,12 @@ def launch(
     shards_per_client: int = typer.Option(2, "--shards-per-client", min=1, help="shards: shards dealt to each site.", rich_help_panel="Partition"),
     shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="shards: rows per shard.", rich_help_panel="Partition"),
     classes_per_client: int = typer.Option(2, "--classes-per-client", min=1, max=10, help="pathological, powerlaw: classes each site holds.", rich_help_panel="Partition"),
+    data: Optional[List[Path]] = typer.Option(None, "--data", help="Your own table (CSV, Parquet or NPZ; numeric features) instead of MNIST: one datasite per --data.", rich_help_panel="Own data"),
+    label: Optional[str] = typer.Option(None, "--label", help="The label column of --data.", rich_help_panel="Own data"),
+    name: Optional[List[str]] = typer.Option(None, "--name", help="A name per --data (default: the file's name).", rich_help_panel="Own data"),
+    schema_file: Optional[Path] = typer.Option(None, "--schema", help="The federation's public schema (JSON: features, classes, declared ranges) that --data must fit. Default: derived from --data, which makes its observed ranges public.", rich_help_panel="Own data"),
 ) -> None:
-    """Data owner: start datasites holding disjoint MNIST shards and keep them running until Ctrl-C.
+    """Data owner: start datasites holding disjoint MNIST shards (or your own tables) until Ctrl-C.
 
     Private by default: each datasite runs only the DP training function and enforces its
     privacy budget itself (see 'fedsyft budget').
@@ -214,14 +251,18 @@ def launch(
     if no_dp and (epsilon is not None or delta is not None):
         fail("--no-dp turns differential privacy off; leave out --epsilon and --delta")
     with _user_errors("interrupted while starting; every datasite started was stopped"):
-        datasites = Datasites(None, n_sites=sites, port_base=port_base, host=host, state_dir=state, mock_seed=seed,
-                              mock_rows=mock_rows or None, manual_approval=manual_approval, private=not no_dp,
-                              epsilon=epsilon, delta=delta, tls=tls, tls_cert=tls_cert, tls_key=tls_key,
-                              insecure=insecure)
+        own = _owners_tables(data, label, name, schema_file) if data else None
+        if own is not None:
+            sites = len(own["shards"])
+        datasites = Datasites(own["shards"] if own else None, n_sites=sites, port_base=port_base, host=host,
+                              state_dir=state, mock_seed=seed, mock_rows=mock_rows or None,
+                              manual_approval=manual_approval, private=not no_dp, epsilon=epsilon, delta=delta,
+                              tls=tls, tls_cert=tls_cert, tls_key=tls_key, insecure=insecure,
+                              names=own["names"] if own else None, schema=own["schema"] if own else None)
         if insecure and not datasites.tls:
             typer.echo(f"WARNING: --insecure: serving plain HTTP on {host}; passwords and models cross the network "
                        "in clear text unless a TLS proxy sits in front.", err=True)
-        if datasites.needs_data():
+        if own is None and datasites.needs_data():
             from .data import load_mnist
 
             train = load_mnist(data_dir).train
@@ -260,7 +301,7 @@ def launch(
 
 @app.command()
 def run(
-    sites_file: Path = typer.Option(DEFAULT_SITES_FILE, "--sites-file", help="Connection file written by 'fedsyft launch'."),
+    sites_file: List[Path] = typer.Option([DEFAULT_SITES_FILE], "--sites-file", help="Connection file written by 'fedsyft launch'; repeat it to join several data owners' datasites."),
     rounds: int = ROUNDS,
     seed: int = SEED,
     out: Optional[Path] = OUT,
@@ -289,14 +330,14 @@ def run(
     beta2: Optional[float] = BETA2,
     tau: Optional[float] = TAU,
     clients_per_round: Optional[int] = CLIENTS_PER_ROUND,
+    test_file: Optional[Path] = typer.Option(None, "--test", help="Your own test set (same columns as the sites' table) for datasites that hold a table.", rich_help_panel="Own data"),
+    label: Optional[str] = typer.Option(None, "--label", help="The label column of --test.", rich_help_panel="Own data"),
 ) -> None:
-    """Researcher: train on the datasites in a sites file (FedAvg or --strategy; privately with --epsilon)."""
-    from .connection import read_sites_file
-
+    """Researcher: train on the datasites in sites files (FedAvg or --strategy; privately with --epsilon)."""
     with _output(quiet, json_summary, verbose) as output, _user_errors(INTERRUPTED_RUN):
         from .data import load_mnist
 
-        credentials = read_sites_file(sites_file)
+        credentials = _read_sites_files(sites_file)
         if not resume:
             delta = _check_privacy_mode(credentials, epsilon, delta)
         config = _run_config(rounds, seed, local_iters, l2, unweighted, epsilon, delta, sample_rate, dp_steps, clip,
@@ -305,9 +346,67 @@ def run(
         if resume:
             config, out, stored = _resumed(resume, out)
             data_dir = data_dir or (Path(stored["test_data_dir"]) if stored.get("test_data_dir") else None)
-        _federate_remote(output, credentials, config, out, load_mnist(data_dir).test, approval_timeout,
-                         min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None,
-                         extra={"test_data_dir": str(data_dir.resolve()) if data_dir else None})
+            test_file = test_file or (Path(stored["test_file"]) if stored.get("test_file") else None)
+            label = label or stored.get("label")
+        schema = _common_schema(credentials)
+        if schema is not None:
+            config.schema = schema
+            config.make_strategy()
+            test = _researchers_test_set(schema, test_file, label)
+            extra = {"test_file": str(test_file.resolve()), "label": label}
+        else:
+            test = load_mnist(data_dir).test
+            extra = {"test_data_dir": str(data_dir.resolve()) if data_dir else None}
+        _federate_remote(output, credentials, config, out, test, approval_timeout,
+                         min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None, extra=extra)
+
+
+def _read_sites_files(paths: List[Path]):
+    """The credentials of every connection file, one list; site names must be unique across them."""
+    from .connection import ConnectionFileError, read_sites_file
+
+    credentials = [c for path in paths for c in read_sites_file(path)]
+    names = [c.name for c in credentials]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ConnectionFileError(f"two sites are named {duplicate!r} across the sites files: ask an owner to "
+                                  "relaunch with another --name")
+    return credentials
+
+
+def _common_schema(credentials):
+    """The public schema every site agrees on (None: MNIST sites); one line naming the first difference."""
+    from .schema import Schema
+
+    with_schema = [c for c in credentials if c.schema is not None]
+    if not with_schema:
+        return None
+    if len(with_schema) != len(credentials):
+        mnist = next(c for c in credentials if c.schema is None)
+        raise ValueError(f"{mnist.name} holds MNIST but {with_schema[0].name} holds a table: they cannot train "
+                         "one model")
+    first = Schema.from_dict(with_schema[0].schema)
+    for c in with_schema[1:]:
+        why = first.difference(Schema.from_dict(c.schema), names=(with_schema[0].name, c.name))
+        if why:
+            raise ValueError(f"the sites' schemas differ: {why}")
+    return with_schema[0].schema
+
+
+def _researchers_test_set(schema: dict, test_file, label):
+    """The researcher's own test table, in the federation's schema (raw features, class indices)."""
+    from .data import Images
+    from .schema import Schema
+    from .tabular import load_table
+
+    if test_file is None or not label:
+        raise ValueError("these datasites hold a table: pass --test FILE --label COLUMN, your own test set with "
+                         "the same columns, to score the global model")
+    table = load_table(test_file, label)
+    schema = Schema.from_dict(schema)
+    if table.feature_names != schema.features:
+        raise ValueError(f"{test_file}: its feature columns differ from the sites' schema")
+    return Images(table.X, schema.encode_labels(table))
 
 
 def _check_privacy_mode(credentials, epsilon, delta):

@@ -1,7 +1,8 @@
 """The connection file a data owner hands to a researcher: ``sites.json``.
 
 Format (a contract other tools use): ``{"sites": [{"name", "url", "email", "password", "privacy", "tls_fingerprint"}]}``.
-``tls_fingerprint`` (optional, with an ``https://`` url) is the SHA-256 of the site's certificate.
+``tls_fingerprint`` (optional, with an ``https://`` url) is the SHA-256 of the site's certificate;
+``schema`` (optional) is a tabular federation's public schema (see :mod:`fedsyft.schema`).
 ``privacy`` (optional) is what the data owner makes public about the site's privacy:
 ``{"private": true, "epsilon_budget": 10.0, "delta": 1e-05}`` or ``{"private": false}``.
 It holds passwords, so it is written readable by its owner only (mode 0600).
@@ -33,6 +34,7 @@ class SiteCredentials:
     password: str
     privacy: dict | None = None  # public: {"private": bool, "epsilon_budget": float, "delta": float}
     tls_fingerprint: str | None = None  # SHA-256 of an https:// site's certificate, pinned by the researcher
+    schema: dict | None = None  # a tabular federation's public schema (features, classes, ranges); None: MNIST
 
     @property
     def private(self) -> bool | None:
@@ -88,7 +90,16 @@ def read_sites_file(path: Path) -> list[SiteCredentials]:
                 pin = normalize_fingerprint(pin)
             except TlsError as e:
                 raise ConnectionFileError(f"sites file {path}: site {i}: {e}") from None
-        sites.append(SiteCredentials(**{k: entry[k] for k in fields}, privacy=privacy, tls_fingerprint=pin))
+        schema = entry.get("schema")
+        if schema is not None:
+            from .schema import Schema, SchemaError
+
+            try:
+                Schema.from_dict(schema, source=f"sites file {path}: site {i} schema")
+            except SchemaError as e:
+                raise ConnectionFileError(str(e)) from None
+        sites.append(SiteCredentials(**{k: entry[k] for k in fields}, privacy=privacy, tls_fingerprint=pin,
+                                     schema=schema))
     names = [s.name for s in sites]
     if len(set(names)) != len(names):
         raise ConnectionFileError(f"sites file {path}: site names must be unique, got {names}")

@@ -138,6 +138,9 @@ class Datasites:
         certificate made per site and kept in its state folder. The connection file then
         holds ``https://`` URLs and each certificate's SHA-256 fingerprint, which researchers pin.
     insecure : allow plain HTTP on an address other than loopback (refused otherwise).
+    schema : a tabular federation's public schema (:meth:`fedsyft.schema.Schema.to_dict`),
+        published in the connection file; the shards then hold float32 features and class
+        indices into its classes. None: MNIST.
     """
 
     def __init__(self, shards: list[Images] | None, *, n_sites: int | None = None, port_base: int = DEFAULT_PORT_BASE,
@@ -145,7 +148,8 @@ class Datasites:
                  mock_seed: int = 0, mock_rows: int | None = DEFAULT_MOCK_ROWS, manual_approval: bool = False,
                  ready_timeout: float = READY_TIMEOUT, private: bool | list[bool] = True,
                  epsilon: float | None = None, delta: float | None = None, tls: bool = False,
-                 tls_cert: Path | None = None, tls_key: Path | None = None, insecure: bool = False):
+                 tls_cert: Path | None = None, tls_key: Path | None = None, insecure: bool = False,
+                 schema: dict | None = None):
         n_sites = len(shards) if shards is not None else n_sites
         if not n_sites or n_sites < 1:
             raise LaunchError("need at least one datasite")
@@ -165,7 +169,7 @@ class Datasites:
             raise LaunchError(f"--epsilon must be a positive number, got {epsilon}")
         if delta is not None and not 0 < delta < 1:
             raise LaunchError(f"--delta must be between 0 and 1, got {delta}")
-        self.epsilon, self.delta = epsilon, delta
+        self.epsilon, self.delta, self.schema = epsilon, delta, schema
         if (tls_cert is None) != (tls_key is None):
             raise LaunchError("--tls-cert and --tls-key go together")
         self.tls = tls or tls_cert is not None
@@ -214,7 +218,8 @@ class Datasites:
             self._wait_ready()
             for i, site in enumerate(self.sites):
                 site.credentials = dataclasses.replace(site.credentials, privacy=self._public_privacy(site, i),
-                                                       tls_fingerprint=site.startup.get("tls_fingerprint"))
+                                                       tls_fingerprint=site.startup.get("tls_fingerprint"),
+                                                       schema=self.schema)
         except BaseException:
             self.stop()
             raise
@@ -236,12 +241,14 @@ class Datasites:
                 np.savez(f, X=self.shards[i].X, y=self.shards[i].y)
             os.chmod(state / "shard.npz", 0o600)
         port = self.port_base + i
+        if self.schema is None and (state / "site.json").exists():  # a tabular site relaunched without --data
+            self.schema = json.loads((state / "site.json").read_text()).get("schema")
         tls = ({"cert": str(Path(self.tls_files.cert).resolve()), "key": str(Path(self.tls_files.key).resolve())}
                if self.tls_files
                else {"self_signed": True} if self.tls else None)
         spec = {"name": name, "host": self.host, "port": port, "parent_pid": os.getpid(),
                 "mock_seed": self.mock_seed + i, "mock_rows": self.mock_rows, "manual_approval": self.manual_approval,
-                "privacy": self._privacy_spec(i, name, state), "tls": tls}
+                "privacy": self._privacy_spec(i, name, state), "tls": tls, "schema": self.schema}
         (state / "site.json").write_text(json.dumps(spec, indent=2))
         log = open(state / "server.log", "ab")
         # One BLAS thread per datasite (faster on 2 cores); set before the child loads numpy.

@@ -60,11 +60,15 @@ def _provision(root, spec: dict, secrets: dict, state: Path) -> None:
     root.settings.allow_guest_signup(enable=False)
     with np.load(state / "shard.npz", allow_pickle=False) as f:
         shard = Images(f["X"], f["y"])
-    mock = synthetic_mock(shard, seed=int(spec["mock_seed"]), rows=spec.get("mock_rows"))
+    schema = spec.get("schema")
+    mock = synthetic_mock(shard, seed=int(spec["mock_seed"]), rows=spec.get("mock_rows"), schema=schema)
+    what = (f"private rows of {len(schema['features'])} numeric features and {len(schema['classes'])} classes "
+            f"(X float32, y int64: class indices into the schema's classes)" if schema
+            else "private MNIST images (X uint8 [n, 784], y int64 [n])")
     root.upload_dataset(sy.Dataset(
         name=DATASET_NAME,
-        description=f"{spec['name']}: {len(shard)} private MNIST images (X uint8 [n, 784], y int64 [n]); "
-                    f"the mock is {len(mock)} rows of random noise with the same columns, dtypes and labels.",
+        description=f"{spec['name']}: {len(shard)} {what}; the mock is {len(mock)} rows of random noise "
+                    "with the same columns, dtypes and label set.",
         asset_list=[sy.Asset(name=ASSET_NAME, data=(shard.X, shard.y), mock=(mock.X, mock.y))],
     ))
 
