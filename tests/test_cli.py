@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import stat
 import subprocess
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 from conftest import free_port_base
 
+from fedsyft.datasite.launch import DEFAULT_PORT_BASE as DEFAULT_PORT
 from fedsyft.datasite.launch import port_is_free
 
 ENV = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
@@ -91,10 +93,13 @@ def test_bad_data_is_refused_before_any_datasite_starts(tmp_path):
 
 
 class Launched:
-    """``fedsyft launch`` running in the background, its stdout collected line by line."""
+    """``fedsyft launch`` running in the background, its stdout collected line by line.
 
-    def __init__(self, *args):
-        self.process = subprocess.Popen([sys.executable, "-m", "fedsyft", "launch", *map(str, args)],
+    ``prefix`` runs it under another command, e.g. ``ip netns exec NAME``.
+    """
+
+    def __init__(self, *args, prefix=()):
+        self.process = subprocess.Popen([*prefix, sys.executable, "-m", "fedsyft", "launch", *map(str, args)],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
         self.lines: queue.Queue[str] = queue.Queue()
         self.stdout: list[str] = []
@@ -456,6 +461,70 @@ def test_two_clinics_own_tables_over_tls(tmp_path):
             clinic.process.send_signal(signal.SIGTERM)
         assert all(clinic.process.wait(timeout=60) == 0 for clinic in clinics)
     assert port_is_free("127.0.0.1", ports) and port_is_free("127.0.0.1", ports + 1)
+
+
+class NetworkNamespaces:
+    """Two network namespaces joined by a veth pair: a datasite "host" and a researcher "host".
+
+    Made by the test (root and iproute2 needed), torn down afterwards, also on failure;
+    traffic stays between them.
+    """
+
+    def __init__(self):
+        tag = os.getpid() % 10000
+        self.site, self.researcher = f"fs-site-{tag}", f"fs-res-{tag}"
+        self.site_ip, self.researcher_ip = f"10.231.{tag % 250}.1", f"10.231.{tag % 250}.2"
+        self._veth = (f"fsa{tag}", f"fsb{tag}")
+
+    def __enter__(self):
+        a, b = self._veth
+        commands = [["ip", "netns", "add", self.site], ["ip", "netns", "add", self.researcher],
+                    ["ip", "link", "add", a, "type", "veth", "peer", "name", b],
+                    ["ip", "link", "set", a, "netns", self.site], ["ip", "link", "set", b, "netns", self.researcher],
+                    ["ip", "-n", self.site, "addr", "add", f"{self.site_ip}/24", "dev", a],
+                    ["ip", "-n", self.researcher, "addr", "add", f"{self.researcher_ip}/24", "dev", b]]
+        commands += [["ip", "-n", ns, "link", "set", dev, "up"]
+                     for ns, dev in ((self.site, a), (self.site, "lo"), (self.researcher, b), (self.researcher, "lo"))]
+        try:
+            for command in commands:
+                subprocess.run(command, check=True, capture_output=True)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for ns in (self.site, self.researcher):  # deleting a namespace deletes its end of the veth pair too
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+    def exec(self, ns):
+        return ["ip", "netns", "exec", ns]
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="needs root and iproute2 for network namespaces")
+def test_a_datasite_on_another_host_over_tls(tmp_path):
+    """The datasite in its own network namespace, bound to its own address; the researcher in another, over TLS."""
+    files = _clinic_files(tmp_path)
+    with NetworkNamespaces() as net:
+        launch = Launched("--data", files["a"], "--label", "diagnosis", "--name", "Clinic A", "--schema",
+                          files["schema"], "--state", tmp_path / "a", "--host", net.site_ip, "--tls", "--no-dp",
+                          prefix=net.exec(net.site))
+        try:
+            launch.wait_for("Press Ctrl-C")
+            sites_file = tmp_path / "a" / "sites.json"
+            assert json.loads(sites_file.read_text())["sites"][0]["url"] == f"https://{net.site_ip}:{DEFAULT_PORT}"
+            out = tmp_path / "run"
+            result = subprocess.run([*net.exec(net.researcher), sys.executable, "-m", "fedsyft", "run", "--sites-file",
+                                     str(sites_file), "--test", str(files["test"]), "--label", "diagnosis", "--rounds",
+                                     "2", "--out", str(out)], capture_output=True, text=True, timeout=300, env=ENV)
+            assert result.returncode == 0, result.stderr
+            assert json.loads((out / "metrics.json").read_text())["final"]["global_test_accuracy"] > 0.9
+        finally:
+            launch.process.send_signal(signal.SIGTERM)
+            assert launch.process.wait(timeout=60) == 0
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert net.site not in listed and net.researcher not in listed
 
 
 def test_sites_with_different_schemas_or_bad_tables_are_refused_in_one_line(tmp_path):
