@@ -446,7 +446,10 @@ def test_two_clinics_own_tables_over_tls(tmp_path):
         assert result.returncode == 0, result.stderr
         assert "  Clinic B -> train=" in result.stdout and "coef shape=(2, 30)" in result.stdout
         assert json.loads((out / "metrics.json").read_text())["final"]["global_test_accuracy"] >= 0.93
-        assert_one_line_error(fedsyft("run", "--sites-file", sites_files[0], "--rounds", 1), "--test", "--label")
+        unscored = fedsyft("run", "--sites-file", sites_files[0], "--rounds", 1, "--out", tmp_path / "unscored")
+        assert unscored.returncode == 0, unscored.stderr  # no --test: only what the sites release is reported
+        assert "not scored (no --test set)" in unscored.stdout and "  Clinic A -> train=" in unscored.stdout
+        assert json.loads((tmp_path / "unscored" / "metrics.json").read_text())["final"]["global_test_accuracy"] is None
 
         forged = tmp_path / "forged.json"
         doc = json.loads(sites_files[1].read_text())

@@ -353,7 +353,9 @@ def run(
             config.schema = schema
             config.make_strategy()
             test = _researchers_test_set(schema, test_file, label)
-            extra = {"test_file": str(test_file.resolve()), "label": label}
+            if test is None:
+                output.say("No --test: the global model is not scored; only what the sites release is reported.")
+            extra = {"test_file": str(test_file.resolve()) if test_file else None, "label": label}
         else:
             test = load_mnist(data_dir).test
             extra = {"test_data_dir": str(data_dir.resolve()) if data_dir else None}
@@ -399,9 +401,10 @@ def _researchers_test_set(schema: dict, test_file, label):
     from .schema import Schema
     from .tabular import load_table
 
-    if test_file is None or not label:
-        raise ValueError("these datasites hold a table: pass --test FILE --label COLUMN, your own test set with "
-                         "the same columns, to score the global model")
+    if test_file is None:
+        return None  # only what the sites release is reported
+    if not label:
+        raise ValueError("--test needs --label, the name of its label column")
     table = load_table(test_file, label)
     schema = Schema.from_dict(schema)
     if table.feature_names != schema.features:

@@ -50,7 +50,11 @@ class PlainConsole:
         lines.append(f"  FedAvg epoch {record.round}: intercept shape={params['intercept'].shape}, "
                      f"coef shape={params['coef'].shape}")
         g = record.global_
-        lines.append(f"  Global model -> test={g.test_accuracy:.4f}, loss={g.test_loss:.4f} ({record.seconds:.1f} s)")
+        if g.test_accuracy is None:  # no researcher's test set: only what the sites release
+            lines.append(f"  Global model -> not scored (no --test set) ({record.seconds:.1f} s)")
+        else:
+            lines.append(f"  Global model -> test={g.test_accuracy:.4f}, loss={g.test_loss:.4f} "
+                         f"({record.seconds:.1f} s)")
         print("\n".join(lines), file=self.stream, flush=True)
 
 
@@ -179,7 +183,12 @@ class Output:
                 "global_test_accuracy_per_round": [r.global_.test_accuracy for r in history.rounds],
             }), flush=True)
         else:
-            print(f"Global test accuracy after {len(history.rounds)} rounds: {history.final_accuracy:.4f}", flush=True)
+            if history.final_accuracy is None:
+                print(f"{len(history.rounds)} rounds done; the global model was not scored (no --test set): "
+                      "see the sites' own metrics in the report", flush=True)
+            else:
+                print(f"Global test accuracy after {len(history.rounds)} rounds: {history.final_accuracy:.4f}",
+                      flush=True)
             spent = {n: s.epsilon_spent for n, s in history.rounds[-1].sites.items() if s.private}
             if spent:
                 print(f"Privacy: up to ε={max(spent.values()):.3f} spent on a site's data (each site's ledger; "

@@ -153,12 +153,15 @@ def default_run_dir(root: Path = Path("runs")) -> Path:
     return root / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def evaluator(test: Images, schema: dict | None = None):
+def evaluator(test: Images | None, schema: dict | None = None):
     """The researcher's scoring function: the global model on its own test set.
 
     ``test`` holds raw features and class indices; they are scaled once, as the sites
-    scale theirs (by the schema's ranges, or MNIST's / 255).
+    scale theirs (by the schema's ranges, or MNIST's / 255). None: the researcher has no
+    test set, the global model is not scored, and only what the sites release is reported.
     """
+    if test is None:
+        return lambda params: GlobalEval(test_accuracy=None, test_loss=None, confusion_matrix=None)
     if schema is not None:
         from .schema import Schema
 
@@ -175,7 +178,7 @@ def evaluator(test: Images, schema: dict | None = None):
 def run_experiment(
     sites: Sequence[Site],
     config: RunConfig,
-    test: Images,
+    test: Images | None,
     out_dir: Path | None,
     *,
     observers: Sequence[RoundObserver] = (),
@@ -190,7 +193,7 @@ def run_experiment(
 
     Parameters
     ----------
-    sites, config, test : the sites, the run's settings, the researcher's test set.
+    sites, config, test : the sites, the run's settings, the researcher's test set (None: not scored).
     out_dir : the run directory (None: write nothing).
     observers : progress displays; see :class:`fedsyft.federation.RoundObserver`.
     extra : merged into the recorded config (e.g. the kind of sites).

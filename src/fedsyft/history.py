@@ -50,11 +50,11 @@ class SiteRound:
 
 @dataclass
 class GlobalEval:
-    """The aggregated model evaluated on the held-out test set."""
+    """The aggregated model evaluated on the researcher's test set (all None when it has none)."""
 
-    test_accuracy: float
-    test_loss: float
-    confusion_matrix: list[list[int]]
+    test_accuracy: float | None
+    test_loss: float | None
+    confusion_matrix: list[list[int]] | None
 
 
 @dataclass

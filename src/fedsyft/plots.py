@@ -256,7 +256,9 @@ def _confusion_data(history: History) -> tuple:
     if missing:
         note = (WITHHELD_NOTE if missing == len(last.sites)
                 else f"confusion matrix withheld by {missing} of {len(last.sites)} sites")
-    panels = [(f"global model, round {last.round}\n(test set)", last.global_.confusion_matrix), *sites]
+    scored = last.global_.confusion_matrix is not None  # a run without a test set has no global matrix
+    panels = [*([(f"global model, round {last.round}\n(test set)", last.global_.confusion_matrix)] if scored else []),
+              *sites] or [("no test set and no site released\na confusion matrix", None)]
     return tuple((title, _cm_key(cm if cm is not None else [[0]])) for title, cm in panels), note
 
 
