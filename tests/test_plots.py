@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import io
 import re
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from test_report import _parse
 from matplotlib.image import imread
 
 from fedsyft import plots
@@ -75,34 +75,9 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-class _Page(HTMLParser):
-    """Tables as rows of cell texts, <h3> headings, and <img> sources."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.tables: list[list[list[str]]] = []
-        self.images: list[str] = []
-        self._cell = False
-        self.feed(text)
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "table":
-            self.tables.append([])
-        elif tag == "tr":
-            self.tables[-1].append([])
-        elif tag in ("td", "th"):
-            self.tables[-1][-1].append("")
-            self._cell = True
-        elif tag == "img":
-            self.images.append(dict(attrs)["src"])
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th"):
-            self._cell = False
-
-    def handle_data(self, data):
-        if self._cell:
-            self.tables[-1][-1][-1] += data
+def _Page(text: str):
+    """Every table (rows of cell texts) and every <img src> of a report page."""
+    return _parse(text)
 
 
 @pytest.fixture(scope="module")

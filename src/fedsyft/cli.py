@@ -397,7 +397,6 @@ def _common_schema(credentials):
 
 def _researchers_test_set(schema: dict, test_file, label):
     """The researcher's own test table, in the federation's schema (raw features, class indices)."""
-    from .data import Images
     from .schema import Schema
     from .tabular import load_table
 
@@ -405,11 +404,7 @@ def _researchers_test_set(schema: dict, test_file, label):
         return None  # only what the sites release is reported
     if not label:
         raise ValueError("--test needs --label, the name of its label column")
-    table = load_table(test_file, label)
-    schema = Schema.from_dict(schema)
-    if table.feature_names != schema.features:
-        raise ValueError(f"{test_file}: its feature columns differ from the sites' schema")
-    return Images(table.X, schema.encode_labels(table))
+    return _in_schema(load_table(test_file, label), Schema.from_dict(schema))
 
 
 def _check_privacy_mode(credentials, epsilon, delta):
@@ -674,16 +669,24 @@ def _own_data(data: Path, label: Optional[str], test_file: Optional[Path], confi
         test_table = load_table(test_file, label)
     schema, notice = Schema.derive(table, name=data.stem)
     output.say(notice)
-    # The test set must have the schema's columns and classes; values beyond the ranges are clipped, as on a site.
-    if test_table.feature_names != schema.features:
-        raise ValueError(f"{test_table.source}: its feature columns differ from {data.name}'s")
-    unknown = set(test_table.classes) - set(schema.classes)
-    if unknown:
-        raise ValueError(f"{test_table.source}: class {sorted(map(str, unknown))[0]!r} does not occur in {data.name}")
     config.schema = schema.to_dict()
     config.make_strategy()  # a strategy with the schema's shapes
-    return (Images(table.X, schema.encode_labels(table)), Images(test_table.X, schema.encode_labels(test_table)),
-            "Site")
+    return Images(table.X, schema.encode_labels(table)), _in_schema(test_table, schema), "Site"
+
+
+def _in_schema(test_table, schema):
+    """The researcher's test table as class indices of ``schema``: same columns, known classes.
+
+    Values beyond the schema's ranges are allowed: they are clipped, as on a site.
+    """
+    from .data import Images
+
+    if test_table.feature_names != schema.features:
+        raise ValueError(f"{test_table.source}: its feature columns differ from the federation's schema")
+    unknown = set(test_table.classes) - set(schema.classes)
+    if unknown:
+        raise ValueError(f"{test_table.source}: class {sorted(map(str, unknown))[0]!r} is not in the schema")
+    return Images(test_table.X, schema.encode_labels(test_table))
 
 
 def _partition_settings(partition, alpha, min_size, shards_per_client, shard_size, classes_per_client) -> dict:

@@ -514,15 +514,26 @@ def skew(label_counts: np.ndarray) -> float:
     -------
     float in ``[0, 1)``.
     """
+    distances = shard_skews(label_counts)
+    if not np.isfinite(distances).any():
+        raise ValueError("label_counts holds no rows")
+    return float(np.nanmean(distances))
+
+
+def shard_skews(label_counts: np.ndarray) -> np.ndarray:
+    """Each shard's total-variation distance to the global label mix (NaN for an empty shard).
+
+    The per-shard terms of :func:`skew`; figures use them to order sites by skew.
+    """
     counts = np.asarray(label_counts, dtype=float)
     if counts.ndim != 2:
         raise ValueError(f"label_counts must be 2-D [num_shards, n_classes], got shape {counts.shape}")
     if (counts < 0).any():
         raise ValueError("label_counts must be non-negative")
     totals = counts.sum(axis=1)
-    if totals.sum() == 0:
-        raise ValueError("label_counts holds no rows")
-    global_mix = counts.sum(axis=0) / totals.sum()
+    distances = np.full(len(counts), np.nan)
     used = totals > 0
-    mix = counts[used] / totals[used, None]
-    return float(0.5 * np.abs(mix - global_mix).sum(axis=1).mean())
+    if used.any():
+        global_mix = counts[used].sum(axis=0) / totals[used].sum()
+        distances[used] = 0.5 * np.abs(counts[used] / totals[used, None] - global_mix).sum(axis=1)
+    return distances

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .history import History, RoundRecord
+from .partition import shard_skews, skew
 
 # Figures are made with matplotlib's object API, not pyplot: no global backend is
 # chosen or changed (so notebooks keep their inline display), and nothing is kept
@@ -350,18 +351,6 @@ def label_matrix(label_counts: dict[str, Any]) -> tuple[list[str], np.ndarray]:
     return names, np.nan_to_num(counts, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _distance_to_pooled(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Total-variation distance of each non-empty site to the pooled distribution, and the sites' mask."""
-    counts = np.asarray(counts, dtype=float)
-    totals = counts.sum(axis=1)
-    keep = totals > 0
-    if not keep.any():
-        return np.zeros(0), keep
-    p = counts[keep] / totals[keep, None]
-    pooled = counts[keep].sum(axis=0) / totals[keep].sum()
-    return 0.5 * np.abs(p - pooled).sum(axis=1), keep
-
-
 def label_skew(counts: Any) -> float:
     """How non-IID a partition is: mean total-variation distance to the pooled label distribution.
 
@@ -381,8 +370,8 @@ def label_skew(counts: Any) -> float:
         equally frequent classes, reached when each site holds a single class. NaN when
         there are no labels at all.
     """
-    tv, _ = _distance_to_pooled(np.atleast_2d(np.asarray(counts, dtype=float)))
-    return float(tv.mean()) if tv.size else math.nan
+    counts = np.atleast_2d(np.asarray(counts, dtype=float))
+    return skew(counts) if counts.size and counts.sum() > 0 else math.nan
 
 
 def _label_data(label_counts: dict[str, Any]) -> tuple:
@@ -391,8 +380,9 @@ def _label_data(label_counts: dict[str, Any]) -> tuple:
     skew = label_skew(counts) if n and k else math.nan
     if n <= MANY_SITES:
         return "bars", tuple(names), _cm_key(counts) if n and k else (), k, _key([skew]), n
-    tv, keep = _distance_to_pooled(counts)
-    idx = np.flatnonzero(keep)[np.argsort(-tv, kind="stable")]  # most skewed first
+    tv = shard_skews(counts)
+    keep = np.isfinite(tv)
+    idx = np.flatnonzero(keep)[np.argsort(-tv[keep], kind="stable")]  # most skewed first
     if idx.size > HEATMAP_MAX_ROWS:  # even steps over the sorted sites keep the spread of skews
         idx = idx[np.linspace(0, idx.size - 1, HEATMAP_MAX_ROWS).round().astype(int)]
     share = counts[idx] / counts[idx].sum(axis=1, keepdims=True)

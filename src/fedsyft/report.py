@@ -74,11 +74,6 @@ def _img(name: str, history: History, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
-def _site_names(history: History) -> list[str]:
-    """Every site seen in any round (answered or failed), in order of first appearance."""
-    return plots.site_names(history)
-
-
 def _brief(values: list | tuple) -> str:
     """A list shown whole when short, else its first :data:`LIST_MAX` items and its length."""
     if len(values) <= LIST_MAX:
@@ -292,7 +287,7 @@ def write_report(history: History, run_dir: Path) -> Path:
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    sites, rounds = _site_names(history), history.rounds
+    sites, rounds = plots.site_names(history), history.rounds
     parts = [f"<h1>fedsyft run report</h1>\n<p class=\"muted\">{escape(run_dir.name)}</p>"]
 
     if rounds:

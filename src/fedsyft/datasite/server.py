@@ -82,7 +82,7 @@ def _guard_private_data(state: Path, spec: dict, assets: list, audit) -> dict:
     from ..privacy import PrivacyGuard, PrivacyLedger
     from ..privacy.ledger import LEDGER_FILE
     from .approval import DP_FUNCTION_NAME, training_code_sha256
-    from .execution_guard import data_digest, install
+    from .execution_guard import install
 
     settings = spec["privacy"]
     marker = state / "privacy_enabled"  # once a ledger existed, a missing one is a loss, not a fresh start
@@ -94,7 +94,7 @@ def _guard_private_data(state: Path, spec: dict, assets: list, audit) -> dict:
     [asset] = assets
     with contextlib.redirect_stdout(io.StringIO()):
         mock = asset.mock
-    install(guard, training_code_sha256(DP_FUNCTION_NAME), data_digest(mock))
+    install(guard, training_code_sha256(DP_FUNCTION_NAME), mock)
     return guard.status()
 
 

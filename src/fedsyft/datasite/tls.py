@@ -167,6 +167,16 @@ def _der_fingerprint(cert) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
+def _read(path: Path, what: str) -> bytes:
+    """A certificate or key file's bytes; :class:`TlsError` naming the file otherwise."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise TlsError(f"{path}: no such {what} file") from None
+    except OSError as e:
+        raise TlsError(f"{path}: cannot be read: {e.strerror or e}") from None
+
+
 def _load_cert(cert: str | Path | bytes):
     """A certificate from a PEM/DER path, PEM text, or PEM/DER bytes."""
     from cryptography import x509
@@ -176,14 +186,8 @@ def _load_cert(cert: str | Path | bytes):
     elif isinstance(cert, (bytes, bytearray, memoryview)):
         data, where = bytes(cert), "certificate"
     else:
-        path = Path(cert)
-        where = str(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise TlsError(f"{where}: no such certificate file") from None
-        except OSError as e:
-            raise TlsError(f"{where}: cannot be read: {e.strerror or e}") from None
+        where = str(cert)
+        data = _read(Path(cert), "certificate")
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data), where
@@ -256,12 +260,7 @@ def load_owner_cert(cert: str | Path, key: str | Path) -> TlsFiles:
 
     cert_path, key_path = Path(cert), Path(key)
     certificate, _ = _load_cert(cert_path)
-    try:
-        key_data = key_path.read_bytes()
-    except FileNotFoundError:
-        raise TlsError(f"{key_path}: no such key file") from None
-    except OSError as e:
-        raise TlsError(f"{key_path}: cannot be read: {e.strerror or e}") from None
+    key_data = _read(key_path, "key")
     try:
         private = serialization.load_pem_private_key(key_data, password=None)
     except TypeError:
