@@ -14,12 +14,20 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import dp_accounting
-from dp_accounting.rdp import RdpAccountant
+from functools import cache
 
-# For small σ the RDP accountant skips orders it cannot evaluate and logs a WARNING for
-# each (dozens per calibration); the bound stays valid, so keep them out of users' output.
-logging.getLogger("absl").setLevel(logging.ERROR)
+
+@cache
+def _dp():
+    """dp-accounting, imported on first use: its import costs ~0.6 s, which every ``fedsyft`` command
+    (and the non-private datasite) would otherwise pay at start-up."""
+    import dp_accounting
+    import dp_accounting.rdp
+
+    # For small σ the RDP accountant skips orders it cannot evaluate and logs a WARNING for
+    # each (dozens per calibration); the bound stays valid, so keep them out of users' output.
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    return dp_accounting
 
 
 @dataclass(frozen=True)
@@ -45,19 +53,20 @@ class Mechanism:
         if int(self.steps) != self.steps or self.steps < 1:
             raise ValueError(f"steps must be a positive integer, got {self.steps}")
 
-    def event(self) -> dp_accounting.DpEvent:
+    def event(self) -> "dp_accounting.DpEvent":  # noqa: F821
         """The ``dp-accounting`` event of this mechanism."""
-        step = dp_accounting.PoissonSampledDpEvent(self.sample_rate, dp_accounting.GaussianDpEvent(self.noise_multiplier))
-        return dp_accounting.SelfComposedDpEvent(step, int(self.steps))
+        dp = _dp()
+        step = dp.PoissonSampledDpEvent(self.sample_rate, dp.GaussianDpEvent(self.noise_multiplier))
+        return dp.SelfComposedDpEvent(step, int(self.steps))
 
 
-def _composed(mechanisms: Iterable[Mechanism]) -> dp_accounting.DpEvent:
+def _composed(mechanisms: Iterable[Mechanism]) -> "dp_accounting.DpEvent":  # noqa: F821
     # Group equal (σ, q): RDP composes additively, so summing their steps is exact and
     # keeps a ledger of thousands of calls as cheap as one.
     steps = Counter()
     for m in mechanisms:
         steps[(m.noise_multiplier, m.sample_rate)] += int(m.steps)
-    return dp_accounting.ComposedDpEvent([Mechanism(s, q, n).event() for (s, q), n in sorted(steps.items())])
+    return _dp().ComposedDpEvent([Mechanism(s, q, n).event() for (s, q), n in sorted(steps.items())])
 
 
 def epsilon_spent(mechanisms: Iterable[Mechanism], delta: float) -> float:
@@ -72,7 +81,7 @@ def epsilon_spent(mechanisms: Iterable[Mechanism], delta: float) -> float:
         return 0.0
     if any(m.noise_multiplier == 0 for m in mechanisms):
         return math.inf
-    accountant = RdpAccountant()
+    accountant = _dp().rdp.RdpAccountant()
     accountant.compose(_composed(mechanisms))
     return float(accountant.get_epsilon(delta))
 
@@ -85,9 +94,10 @@ def noise_multiplier_for(target_epsilon: float, sample_rate: float, steps: int, 
     if not (math.isfinite(target_epsilon) and target_epsilon > 0):
         raise ValueError(f"epsilon must be a positive number, got {target_epsilon}")
     Mechanism(1.0, sample_rate, steps)  # validates q and steps
-    sigma = dp_accounting.calibrate_dp_mechanism(
-        RdpAccountant, lambda s: Mechanism(s, sample_rate, steps).event(), target_epsilon, delta,
-        bracket_interval=dp_accounting.LowerEndpointAndGuess(0.05, 1.0), tol=1e-4)
+    dp = _dp()
+    sigma = dp.calibrate_dp_mechanism(
+        dp.rdp.RdpAccountant, lambda s: Mechanism(s, sample_rate, steps).event(), target_epsilon, delta,
+        bracket_interval=dp.LowerEndpointAndGuess(0.05, 1.0), tol=1e-4)
     # The calibration is within tol of the optimum, on either side: step up until it fits.
     while epsilon_spent([Mechanism(sigma, sample_rate, steps)], delta) > target_epsilon:
         sigma += 1e-4
