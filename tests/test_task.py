@@ -65,6 +65,23 @@ def test_local_split_is_fixed_across_rounds(shard):
     assert np.array_equal(a["coef"], again["coef"])  # deterministic
 
 
+@pytest.mark.parametrize("n, seed", [(2, 0), (11, 1), (540, 7)])
+def test_the_local_split_is_scikit_learns_train_test_split(shard, n, seed):
+    from sklearn.model_selection import train_test_split
+
+    X, y = shard[0][:n], shard[1][:n]
+    _, _, ytr, yte = train_test_split(X, y, test_size=CONFIG["test_fraction"], random_state=seed)
+    out = local_train((X, y), None, {**CONFIG, "seed": seed, "local_iters": 2})
+    assert (out["n_train"], out["n_test"]) == (len(ytr), len(yte))
+    # the same held-out rows: their labels (the confusion matrix's row sums) match sklearn's test part
+    assert np.array_equal(np.asarray(out["confusion_matrix"]).sum(axis=1), np.bincount(yte, minlength=10))
+
+
+def test_a_site_too_small_to_split_gets_one_clear_error(shard):
+    out = local_train((shard[0][:1], shard[1][:1]), None, CONFIG)
+    assert out == {"error": "ValueError: 1 rows leave none to train on after holding out test_fraction"}
+
+
 def test_a_site_missing_classes_still_returns_ten_classes(shard):
     X, y = shard
     keep = y < 6
@@ -97,7 +114,7 @@ def test_bad_input_comes_back_as_an_error_message(shard, params, config, message
 def test_training_functions_are_self_contained(function):
     source = inspect.getsource(function)
     imports = [ln.strip() for ln in source.splitlines() if ln.strip().startswith(("import ", "from "))]
-    allowed = ("numpy", "scipy", "sklearn", "threadpoolctl", "time", "warnings")
+    allowed = ("numpy", "scipy", "sklearn", "math", "time", "warnings")
     assert imports and all(ln.split()[1].split(".")[0] in allowed for ln in imports), imports
     assert "fedsyft" not in source.replace("fedsyft's", "")
 

@@ -2,9 +2,8 @@
 
 ``local_train`` is what a data owner approves: PySyft sends its source text to the
 datasite, which executes it against the private asset. It is therefore
-self-contained (it imports numpy, scipy, scikit-learn and threadpoolctl, a scikit-learn
-dependency, inside its body and nothing from fedsyft) and short enough to read
-before approving. The datasite's approval policy allows exactly this source text:
+self-contained (it imports numpy and scipy inside its body and nothing from fedsyft)
+and short enough to read before approving. The datasite's approval policy allows exactly this source text:
 change one character and every datasite denies it.
 
 Parameters cross the wire as a dict ``{"coef": float32 [k, d], "intercept": float32 [k]}``:
@@ -49,11 +48,11 @@ def local_train(data, global_params, config):
     the gradient; with it the answer also carries ``control_variate``, this site's
     gradient at the global model (SCAFFOLD's option I).
     """
+    import math
     import time
 
     import numpy as np
     from scipy.optimize import minimize
-    from sklearn.model_selection import train_test_split
 
     started = time.perf_counter()
     try:
@@ -92,8 +91,13 @@ def local_train(data, global_params, config):
 
         start = as_vector(global_params, "global params") if global_params else np.zeros(k * n_features + k)
         shift = as_vector(config["correction"], "correction") if "correction" in config else None
-        Xtr, Xte, ytr, yte = train_test_split(
-            X, y, test_size=float(config["test_fraction"]), random_state=int(config["seed"]))
+        # The split of scikit-learn's train_test_split(test_size, random_state=seed), without its
+        # per-call validation (a millisecond, a tenth of a small site's fit): same rows, same order.
+        n_test = math.ceil(float(config["test_fraction"]) * len(y))
+        if n_test >= len(y):
+            raise ValueError(f"{len(y)} rows leave none to train on after holding out test_fraction")
+        order = np.random.RandomState(int(config["seed"])).permutation(len(y))
+        Xtr, Xte, ytr, yte = X[order[n_test:]], X[order[:n_test]], y[order[n_test:]], y[order[:n_test]]
         Xtr, Xte = scaled(Xtr), scaled(Xte)
         n_train, l2, rows = len(ytr), float(config["l2"]), np.arange(len(ytr))
 
