@@ -165,6 +165,21 @@ def test_the_process_engine_gives_the_numbers_of_one_at_a_time_execution(small_s
     assert [r.sampled for r in one_at_a_time.history.rounds] == [r.sampled for r in pooled.history.rounds]
 
 
+def test_engine_workers_hold_every_blas_library_at_one_thread(small_sites):
+    # scipy's own OpenBLAS loads with scipy.optimize, after a limit set at the worker's start would
+    # have been applied; left at two threads it made each small L-BFGS-B fit about 3x slower.
+    from threadpoolctl import threadpool_info
+
+    from fedsyft.task import DEFAULT_TRAIN_CONFIG
+
+    site = LocalSite("one", small_sites[0].data)
+    with engine_for([site], 1) as engine:
+        site.train(None, {**DEFAULT_TRAIN_CONFIG, "local_iters": 1})
+        libraries = engine._pool.apply(threadpool_info)
+    assert any("scipy" in lib["filepath"] for lib in libraries)
+    assert {lib["filepath"]: lib["num_threads"] for lib in libraries} == {lib["filepath"]: 1 for lib in libraries}
+
+
 def test_a_resumed_strategy_run_ends_where_an_uninterrupted_one_does(small_sites, mnist, tmp_path):
     test = mnist.test.subset(slice(0, 1000))
     straight = run_experiment(small_sites, RunConfig(rounds=3, local_iters=5, strategy="fedadam",

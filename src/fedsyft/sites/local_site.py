@@ -15,6 +15,7 @@ from ..data import Images
 from ..privacy.guard import PrivacyGuard
 from ..task import TRAINING_FUNCTIONS, is_private_config
 from .base import SiteError, SiteResult, parse_output, payload_bytes
+from .simulation import load_training_libraries
 
 
 _blas_lock = threading.Lock()
@@ -37,6 +38,7 @@ def _one_blas_thread():
     global _blas_users, _blas_limiter, _controller
     with _blas_lock:
         if _controller is None:
+            load_training_libraries()  # so that the scan finds scipy's own OpenBLAS too
             _controller = ThreadpoolController()
         if _blas_users == 0:
             _blas_limiter = _controller.limit(limits=1)
