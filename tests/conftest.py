@@ -7,11 +7,21 @@ tests share the datasites below instead of starting their own.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 
 import pytest
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+# Decoded MNIST is cached (fedsyft.data.mnist_cache_dir); the suite, its datasites and CLI
+# subprocesses share one cache of their own instead of the user's.
+_CACHE = tempfile.mkdtemp(prefix="fedsyft-test-cache-")
+os.environ["FEDSYFT_CACHE_DIR"] = _CACHE
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 SMALL_SHARD = 3000  # rows per site in integration tests: fast, still learns MNIST to ~0.88
 

