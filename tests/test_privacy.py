@@ -302,3 +302,38 @@ def test_mechanism_of_reads_what_the_function_executes():
     plan = PrivatePlan(epsilon=2.0, rounds=3)
     m = mechanism_of(plan.train_config())
     assert (m.noise_multiplier, m.sample_rate, m.steps) == (plan.noise_multiplier, plan.sample_rate, plan.steps)
+
+
+def test_a_resumed_simulation_keeps_counting_the_epsilon_spent_before_it(mnist, tmp_path):
+    # Simulated ledgers live in memory: the resumed run must recharge what the first part spent,
+    # or it would report (and allow) more than the budget.
+    from fedsyft.experiment import RunConfig, run_experiment
+    from fedsyft.sites import LocalSite
+
+    config = RunConfig(rounds=3, epsilon=1.0, dp_steps=5)
+    test = mnist.test.subset(slice(0, 500))
+
+    def sites():
+        return [LocalSite(f"site {i}", mnist.train.subset(slice(i * 300, (i + 1) * 300)),
+                          privacy=PrivacyGuard(PrivacyLedger.in_memory(1.0, 1e-5)), seed=(0, i)) for i in range(2)]
+
+    class StopBeforeRound3:
+        def round_started(self, round_no, rounds):
+            if round_no == 3:
+                raise KeyboardInterrupt
+
+        def site_finished(self, *args):
+            pass
+
+        def round_finished(self, *args):
+            pass
+
+    straight = run_experiment(sites(), config, test, tmp_path / "straight")
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(sites(), config, test, tmp_path / "resumed", observers=[StopBeforeRound3()])
+    fresh = sites()
+    resumed = run_experiment(fresh, config, test, tmp_path / "resumed", resume=True)
+    spent = [[s.epsilon_spent for s in r.sites.values()] for r in resumed.history.rounds]
+    assert spent == [[s.epsilon_spent for s in r.sites.values()] for r in straight.history.rounds]
+    assert 0.999 < spent[2][0] <= 1.0 and spent[2][0] > spent[1][0] > spent[0][0]
+    assert [site.privacy.status()["calls"] for site in fresh] == [3, 3]

@@ -6,6 +6,7 @@ Used by ``fedsyft run``, ``demo`` and ``simulate`` and by the Python API.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -214,6 +215,8 @@ def run_experiment(
             raise ValueError("resuming needs the run directory")
         history, params, state = _checkpoint(Path(out_dir), history)
         strategy.load_state(state)
+        if config.private:
+            _restore_simulated_spending(sites, history, config.train_config())
     if config.private:  # every site must accept the whole (remaining) plan before any data is touched
         check_privacy_plan(sites, config.plan, calls=config.rounds - len(history.rounds))
     run_dir = RunDirectory(out_dir, history, strategy) if out_dir is not None else None
@@ -240,6 +243,15 @@ def _checkpoint(run_dir: Path, fresh: History) -> tuple[History, Any, dict]:
     saved.config["rounds"] = fresh.config["rounds"]
     saved.timings = {**saved.timings, **{f"resume_{k}": v for k, v in fresh.timings.items()}}
     return saved, params, state
+
+
+def _restore_simulated_spending(sites: Sequence[Site], history: History, train_config: dict) -> None:
+    """Recharge simulated sites' in-memory ledgers for the calls they answered before the resume."""
+    answered = Counter(name for record in history.rounds for name in record.sites)
+    for site in sites:
+        restore = getattr(site, "restore_spending", None)  # only in-process sites have one
+        if restore is not None:
+            restore(train_config, answered[site.name])
 
 
 def connect_sites(credentials: Sequence[SiteCredentials]) -> list:

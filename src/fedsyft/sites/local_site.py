@@ -106,6 +106,18 @@ class LocalSite:
         with _one_blas_thread():
             return TRAINING_FUNCTIONS[function](data, global_params, dict(config))
 
+    def restore_spending(self, config: dict[str, Any], calls: int) -> None:
+        """Charge an in-memory ledger for ``calls`` private calls this site served before a resume.
+
+        A simulated site's ledger lives in memory, so a resumed simulation would otherwise
+        start from an unspent budget and report, and allow, more than ε. A ledger on disk
+        (a datasite's) still holds its charges and is left alone.
+        """
+        if self.privacy is None or self.privacy.ledger.path is not None:
+            return
+        for _ in range(calls):
+            self.privacy.admit(dict(config), requester="simulation, before the resume")
+
     def privacy_query(self, query: dict[str, Any]) -> dict[str, Any]:
         if self.privacy is None:
             return {"error": "this site is not private"}
