@@ -243,3 +243,17 @@ def test_no_crash_at_the_extremes(tmp_path):
         for name in (plots.ACCURACY_PNG, plots.CONFUSION_PNG):
             width, height = _png_size((tmp_path / name).read_bytes())
             assert width <= MAX_PX and height <= MAX_PX
+
+
+def test_a_tabular_runs_figures_name_its_classes():
+    history = _history(2, labels="iid")
+    ten = [f"class {c}" for c in range(10)]
+    history.config["schema"] = {"classes": ten}
+    cm = plots.confusion_figure(history)
+    assert [t.get_text() for t in cm.axes[0].get_xticklabels()] == ten
+    assert [t.get_text() for t in cm.axes[0].get_yticklabels()] == ten
+    bars = plots.label_histogram_figure(history.config["label_counts"], plots.class_names(history))
+    assert [t.get_text() for t in bars.axes[0].get_legend().get_texts()] == ten
+    assert plots.class_names(_history(2)) == ()  # MNIST: the digits' indices are their names
+    assert [t.get_text() for t in plots.confusion_figure(_history(2)).axes[0].get_xticklabels()] == \
+        [str(c) for c in range(10)]

@@ -260,10 +260,28 @@ def _confusion_data(history: History) -> tuple:
     scored = last.global_.confusion_matrix is not None  # a run without a test set has no global matrix
     panels = [*([(f"global model, round {last.round}\n(test set)", last.global_.confusion_matrix)] if scored else []),
               *sites] or [("no test set and no site released\na confusion matrix", None)]
-    return tuple((title, _cm_key(cm if cm is not None else [[0]])) for title, cm in panels), note
+    return tuple((title, _cm_key(cm if cm is not None else [[0]])) for title, cm in panels), note, class_names(history)
 
 
-def _draw_confusion(panels, note) -> Figure:
+def class_names(history: History) -> tuple[str, ...]:
+    """The classes' names in model order from a tabular run's public schema; empty for MNIST (digits 0-9)."""
+    schema = history.config.get("schema")
+    classes = schema.get("classes") if isinstance(schema, dict) else None
+    return tuple(str(c) for c in classes) if isinstance(classes, list | tuple) else ()
+
+
+def _class_ticks(ax, names: tuple[str, ...], k: int, axes: str = "xy") -> None:
+    """Label class ticks with the schema's names (shortened) when there is one per class."""
+    if names and len(names) == k:
+        labels = [n if len(n) <= 12 else n[:11] + "…" for n in names]
+        long = max(map(len, labels)) > 2
+        if "x" in axes:
+            ax.set_xticks(range(k), labels, rotation=45 if long else 0, ha="right" if long else "center")
+        if "y" in axes:
+            ax.set_yticks(range(k), labels)
+
+
+def _draw_confusion(panels, note, names=()) -> Figure:
     fig = Figure(figsize=(3.6 * len(panels), 4.0 if note else 3.7))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, cm) in zip(axes, panels):
@@ -277,12 +295,14 @@ def _draw_confusion(panels, note) -> Figure:
                         color="white" if v > half else "black")
             ax.set_xticks(range(k))
             ax.set_yticks(range(k))
+            _class_ticks(ax, names, k)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.tick_params(labelsize=7)
-    fig.subplots_adjust(left=0.12 / len(panels) + 0.02, right=0.99, top=0.85, bottom=0.18 if note else 0.13,
-                        wspace=0.35)
+    named = bool(names) and max(map(len, names)) > 2  # names need room below and beside each matrix
+    fig.subplots_adjust(left=(0.3 if named else 0.12) / len(panels) + 0.02, right=0.99, top=0.85,
+                        bottom=(0.3 if named else 0.13) + (0.05 if note else 0), wspace=0.6 if named else 0.35)
     _footnote(fig, note)
     return fig
 
@@ -374,12 +394,12 @@ def label_skew(counts: Any) -> float:
     return skew(counts) if counts.size and counts.sum() > 0 else math.nan
 
 
-def _label_data(label_counts: dict[str, Any]) -> tuple:
+def _label_data(label_counts: dict[str, Any], classes: tuple[str, ...] = ()) -> tuple:
     names, counts = label_matrix(label_counts)
     n, k = counts.shape
     skew = label_skew(counts) if n and k else math.nan
     if n <= MANY_SITES:
-        return "bars", tuple(names), _cm_key(counts) if n and k else (), k, _key([skew]), n
+        return "bars", tuple(names), _cm_key(counts) if n and k else (), k, _key([skew]), n, classes
     tv = shard_skews(counts)
     keep = np.isfinite(tv)
     idx = np.flatnonzero(keep)[np.argsort(-tv[keep], kind="stable")]  # most skewed first
@@ -387,10 +407,10 @@ def _label_data(label_counts: dict[str, Any]) -> tuple:
         idx = idx[np.linspace(0, idx.size - 1, HEATMAP_MAX_ROWS).round().astype(int)]
     share = counts[idx] / counts[idx].sum(axis=1, keepdims=True)
     rows = tuple(_key(row) for row in share)
-    return "heat", tuple(names[i] for i in idx), rows, k, _key([skew]), n
+    return "heat", tuple(names[i] for i in idx), rows, k, _key([skew]), n, classes
 
 
-def _draw_labels(mode, names, rows, k, skew, n) -> Figure:
+def _draw_labels(mode, names, rows, k, skew, n, classes=()) -> Figure:
     title = f"Labels per site (skew {_fmt(skew[0])}: mean TV distance to pooled)"
     if mode == "bars":
         counts = np.array(rows, dtype=float).reshape(len(names), k) if rows else np.zeros((len(names), k))
@@ -399,7 +419,8 @@ def _draw_labels(mode, names, rows, k, skew, n) -> Figure:
         y = np.arange(n)
         left = np.zeros(n)
         for c in range(k):
-            ax.barh(y, counts[:, c], left=left, color=f"C{c % 10}", label=str(c), height=0.7)
+            label = classes[c] if len(classes) == k else str(c)
+            ax.barh(y, counts[:, c], left=left, color=f"C{c % 10}", label=label[:16], height=0.7)
             left += counts[:, c]
         ax.set_yticks(y, [nm[:24] for nm in names], fontsize=8)
         ax.invert_yaxis()
@@ -416,6 +437,8 @@ def _draw_labels(mode, names, rows, k, skew, n) -> Figure:
         im = ax.imshow(share, cmap="viridis", aspect="auto", vmin=0, interpolation="nearest")
         ax.set_yticks(range(len(names)), [nm[:24] for nm in names], fontsize=5.5)
         ax.set_xticks(range(k) if k <= 20 else [])
+        if k <= 20:
+            _class_ticks(ax, classes, k, axes="x")
         ax.set_xlabel("class")
         shown = f"{len(names)} of {n:,} sites" if len(names) < n else f"{n:,} sites"
         ax.set_ylabel(f"{shown}, most skewed first", fontsize=8)
@@ -432,7 +455,7 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def label_histogram_figure(label_counts: dict[str, Any]) -> Figure:
+def label_histogram_figure(label_counts: dict[str, Any], classes: tuple[str, ...] = ()) -> Figure:
     """Each site's label distribution, titled with the partition's :func:`label_skew`.
 
     With at most :data:`MANY_SITES` sites, one stacked bar of counts per site; with more,
@@ -443,12 +466,14 @@ def label_histogram_figure(label_counts: dict[str, Any]) -> Figure:
     ----------
     label_counts : dict
         Site name -> list of per-class counts.
+    classes : tuple of str, optional
+        The classes' names in order (see :func:`class_names`); default: their indices.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    return _draw_labels(*_label_data(label_counts))
+    return _draw_labels(*_label_data(label_counts, tuple(classes)))
 
 
 @functools.lru_cache(maxsize=12)
@@ -477,7 +502,7 @@ def figure_png(name: str, history: History, dpi: int = DPI) -> bytes | None:
     """
     if name == LABEL_HISTOGRAM_PNG:
         counts = label_counts(history)
-        return _render(_draw_labels, _label_data(counts), dpi) if counts else None
+        return _render(_draw_labels, _label_data(counts, class_names(history)), dpi) if counts else None
     if not history.rounds:
         return None
     if name == ACCURACY_PNG:
