@@ -153,7 +153,8 @@ HETEROGENEITY = {
             "", "--local-iters 3 --unweighted", "--strategy fedprox --mu 0.1 --local-iters 3 --unweighted",
             "--strategy scaffold --local-iters 3", "--strategy fedadam --server-lr 0.01 --local-iters 3 --unweighted",
             "--strategy fedyogi --server-lr 0.01 --local-iters 5",
-            "--strategy fedadam --server-lr 0.01 --beta1 0.98 --local-iters 2 --unweighted"]),
+            "--strategy fedadam --server-lr 0.01 --beta1 0.98 --local-iters 2 --unweighted",
+            "--strategy fedyogi --server-lr 0.01 --beta1 0.98 --local-iters 2 --unweighted"]),
 }
 
 
