@@ -14,14 +14,21 @@ import tempfile
 import pytest
 
 os.environ.setdefault("TQDM_DISABLE", "1")
-# Decoded MNIST is cached (fedsyft.data.mnist_cache_dir); the suite, its datasites and CLI
-# subprocesses share one cache of their own instead of the user's.
-_CACHE = tempfile.mkdtemp(prefix="fedsyft-test-cache-")
-os.environ["FEDSYFT_CACHE_DIR"] = _CACHE
+_cache_dir: str | None = None
+
+
+def pytest_configure(config):
+    # Decoded MNIST is cached (fedsyft.data.mnist_cache_dir); the suite, its datasites and CLI
+    # subprocesses share one cache of their own instead of the user's. (Set here, not at import:
+    # the benchmarks import this module for free_port_base.)
+    global _cache_dir
+    _cache_dir = tempfile.mkdtemp(prefix="fedsyft-test-cache-")
+    os.environ["FEDSYFT_CACHE_DIR"] = _cache_dir
 
 
 def pytest_unconfigure(config):
-    shutil.rmtree(_CACHE, ignore_errors=True)
+    if _cache_dir is not None:
+        shutil.rmtree(_cache_dir, ignore_errors=True)
 
 SMALL_SHARD = 3000  # rows per site in integration tests: fast, still learns MNIST to ~0.88
 
