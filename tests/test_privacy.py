@@ -337,3 +337,42 @@ def test_a_resumed_simulation_keeps_counting_the_epsilon_spent_before_it(mnist, 
     assert spent == [[s.epsilon_spent for s in r.sites.values()] for r in straight.history.rounds]
     assert 0.999 < spent[2][0] <= 1.0 and spent[2][0] > spent[1][0] > spent[0][0]
     assert [site.privacy.status()["calls"] for site in fresh] == [3, 3]
+
+
+def test_sampling_follows_the_smallest_sites_size_unless_chosen():
+    from fedsyft.privacy.plan import sampling_for
+
+    assert sampling_for(None) == sampling_for(30_000) == sampling_for(3_200) == (0.04, 50)  # MNIST's defaults
+    assert sampling_for(300) == (pytest.approx(128 / 300), 5)  # ~128 rows a step, two passes a round
+    assert sampling_for(1_000) == (0.128, 16)
+    assert sampling_for(40) == (1.0, 5)
+    assert sampling_for(300, sample_rate=0.04) == (0.04, 50) and sampling_for(300, steps=12)[1] == 12
+    with pytest.raises(ValueError, match="rows must be at least 1"):
+        sampling_for(0)
+
+
+def test_a_private_run_sizes_its_sampling_by_the_sites_rows(mnist):
+    from fedsyft.experiment import RunConfig, resolve_site_rows, run_experiment
+    from fedsyft.sites import LocalSite
+
+    def sites(rows):
+        return [LocalSite(f"site {i}", mnist.train.subset(slice(i * 1000, i * 1000 + n)),
+                          privacy=PrivacyGuard(PrivacyLedger.in_memory(1.0, 1e-5)), seed=(0, i))
+                for i, n in enumerate(rows)]
+
+    result = run_experiment(sites([300, 500]), RunConfig(rounds=1, epsilon=1.0), None, None)
+    recorded = result.history.config
+    assert recorded["site_rows"] == 300 and recorded["sample_rate"] is None
+    assert recorded["privacy"]["sample_rate"] == pytest.approx(128 / 300) and recorded["privacy"]["steps_per_round"] == 5
+    chosen = RunConfig(rounds=1, epsilon=1.0, sample_rate=0.04, dp_steps=50)
+    assert resolve_site_rows(sites([300]), chosen) is chosen  # the researcher's own choice stands
+    assert resolve_site_rows(sites([300]), RunConfig(rounds=1)).site_rows is None  # not private: nothing to size
+
+    class Silent(LocalSite):  # a datasite provisioned by an older fedsyft does not report its rows
+        def privacy_query(self, query):
+            answer = super().privacy_query(query)
+            answer["privacy"].pop("rows", None)
+            return answer
+
+    silent = [Silent("old", mnist.train.subset(slice(0, 300)), privacy=PrivacyGuard(PrivacyLedger.in_memory(1.0, 1e-5)))]
+    assert resolve_site_rows(silent, RunConfig(rounds=1, epsilon=1.0)).plan.sample_rate == 0.04

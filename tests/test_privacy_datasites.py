@@ -22,6 +22,7 @@ from fedsyft.datasite.launch import DEFAULT_EPSILON_BUDGET, Datasites
 from fedsyft.datasite.server import ADMIN_EMAIL
 from fedsyft.experiment import RunConfig, request_approval, run_experiment
 from fedsyft.privacy import PrivatePlan, epsilon_spent, noise_multiplier_for
+from fedsyft.privacy.plan import sampling_for
 from fedsyft.sites import SiteError
 from fedsyft.sites.syft_site import SyftSite, import_syft, quiet_stdout
 
@@ -110,7 +111,8 @@ def test_a_private_run_records_epsilon_and_withholds_local_metrics(owner, mnist,
     config = RunConfig(rounds=2, epsilon=1.0, delta=1e-5)
     result = run_experiment([researcher], config, mnist.test.subset(slice(0, 2000)), tmp_path)
     doc = json.loads((tmp_path / "metrics.json").read_text())
-    assert doc["config"]["privacy"]["noise_multiplier"] == pytest.approx(config.plan.noise_multiplier)
+    sized = RunConfig(rounds=2, epsilon=1.0, delta=1e-5, site_rows=len(owner.shards[1]))  # what the run resolved
+    assert doc["config"]["privacy"]["noise_multiplier"] == pytest.approx(sized.plan.noise_multiplier)
     for r in doc["rounds"]:
         site = r["sites"]["Private B"]
         assert site["train_accuracy"] is None and site["confusion_matrix"] is None and "test_accuracy" in site["withheld"]
@@ -132,8 +134,13 @@ def test_strategies_run_privately_and_add_no_privacy_cost(owner, mnist, strategy
     result = run_experiment([researcher], config, mnist.test.subset(slice(0, 1000)), None)
     charges = json.loads(owner.sites[1].ledger.read_text())["charges"][len(before):]
     assert len(charges) == 2
-    assert all(c["noise_multiplier"] == config.plan.noise_multiplier and c["steps"] == config.dp_steps
-               for c in charges)
+    # the site's status gave its row count, and the run sized its sampling by it (sampling_for)
+    recorded = result.history.config
+    assert recorded["site_rows"] == len(owner.shards[1])
+    sample_rate, steps = sampling_for(len(owner.shards[1]))
+    assert (recorded["privacy"]["sample_rate"], recorded["privacy"]["steps_per_round"]) == (sample_rate, steps)
+    assert all(c["noise_multiplier"] == recorded["privacy"]["noise_multiplier"] and c["steps"] == steps
+               and c["sample_rate"] == sample_rate for c in charges)
     assert np.isfinite(result.params["coef"]).all()
 
 

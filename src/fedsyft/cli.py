@@ -103,8 +103,8 @@ QUIET = typer.Option(False, "--quiet", "-q", help="Print only the final summary.
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Show PySyft's own messages, logs and progress bars.")
 JSON = typer.Option(False, "--json", help="Print the final summary as one JSON object on stdout (other output goes to stderr).")
 EPSILON = typer.Option(None, "--epsilon", min=0.01, help="Train privately (DP-SGD): the ε this run may spend on each site, at the sites' δ. The noise is derived from it and --rounds. Needed for private datasites.", rich_help_panel="Differential privacy")
-SAMPLE_RATE = typer.Option(0.04, "--sample-rate", min=1e-6, max=1.0, help="DP-SGD: each row's chance of joining a step's batch (Poisson sampling).", rich_help_panel="Differential privacy")
-DP_STEPS = typer.Option(50, "--dp-steps", min=1, max=10000, help="DP-SGD: noisy gradient steps per site per round.", rich_help_panel="Differential privacy")
+SAMPLE_RATE = typer.Option(None, "--sample-rate", min=1e-6, max=1.0, help="DP-SGD: each row's chance of joining a step's batch (Poisson sampling). Default: 128 / the smallest site's rows, within 0.04-1 (0.04 on MNIST's 30,000-row sites).", rich_help_panel="Differential privacy")
+DP_STEPS = typer.Option(None, "--dp-steps", min=1, max=10000, help="DP-SGD: noisy gradient steps per site per round. Default: two passes over the rows, 2 / sample rate, within 5-50.", rich_help_panel="Differential privacy")
 CLIP = typer.Option(1.0, "--clip", min=1e-6, help="DP-SGD: per-example gradient norm bound.", rich_help_panel="Differential privacy")
 DP_LR = typer.Option(None, "--dp-lr", min=1e-6, help="DP-SGD: step size (default: 10 / noise multiplier, within 0.5-8; tuned on MNIST).", rich_help_panel="Differential privacy")
 STRATEGY = typer.Option(StrategyName.fedavg, "--strategy", help="The researcher's algorithm: fedavg, fedprox (--mu), scaffold, or a server optimizer fedavgm (--server-momentum), fedadam, fedyogi (--beta1, --beta2, --tau); --server-lr for all but fedavg/fedprox.", rich_help_panel="Strategy")
@@ -119,7 +119,7 @@ PORT_BASE = typer.Option(DEFAULT_PORT_BASE, "--port-base", min=1, max=65535, hel
 
 
 def _run_config(rounds: int, seed: int, local_iters: int, l2: float, unweighted: bool, epsilon=None, delta=None,
-                sample_rate=0.04, dp_steps=50, clip=1.0, dp_lr=None, strategy=None):
+                sample_rate=None, dp_steps=None, clip=1.0, dp_lr=None, strategy=None):
     from .experiment import RunConfig
     from .privacy.plan import DEFAULT_DELTA
 
@@ -318,8 +318,8 @@ def run(
     json_summary: bool = JSON,
     epsilon: Optional[float] = EPSILON,
     delta: Optional[float] = typer.Option(None, "--delta", min=1e-12, max=0.5, help="δ of the run's guarantee (default: the smallest δ of the sites).", rich_help_panel="Differential privacy"),
-    sample_rate: float = SAMPLE_RATE,
-    dp_steps: int = DP_STEPS,
+    sample_rate: Optional[float] = SAMPLE_RATE,
+    dp_steps: Optional[int] = DP_STEPS,
     clip: float = CLIP,
     dp_lr: Optional[float] = DP_LR,
     strategy: StrategyName = STRATEGY,
@@ -443,7 +443,8 @@ def _federate_remote(output, credentials, config, out, test, approval_timeout, t
                      **options):
     import time
 
-    from .experiment import Stopwatch, connect_sites, default_run_dir, request_approval, run_experiment
+    from .experiment import (Stopwatch, connect_sites, default_run_dir, request_approval, resolve_site_rows,
+                             run_experiment)
 
     start = time.perf_counter()
     watch = Stopwatch(dict(timings or {}))
@@ -461,6 +462,7 @@ def _federate_remote(output, credentials, config, out, test, approval_timeout, t
         request_approval(sites, approval_timeout, config.function_name)
     output.say(f"Training function {config.function_name} approved by every datasite.")
     if config.private:
+        config = resolve_site_rows(sites, config)  # sampling sized to the smallest site, unless given
         plan = config.plan
         output.say(f"Private run: ε={plan.epsilon:g} per site at δ={plan.delta:g} over {plan.rounds} rounds "
                    f"(noise multiplier {plan.noise_multiplier:.3f}, clip {plan.clip:g}, sampling rate "
@@ -488,8 +490,8 @@ def demo(
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
     epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Run the private variant end to end: private datasites with this budget, and a DP-SGD run that spends it. Default: non-private FedAvg, as the seed project.", rich_help_panel="Differential privacy"),
-    sample_rate: float = SAMPLE_RATE,
-    dp_steps: int = DP_STEPS,
+    sample_rate: Optional[float] = SAMPLE_RATE,
+    dp_steps: Optional[int] = DP_STEPS,
     clip: float = CLIP,
     dp_lr: Optional[float] = DP_LR,
     strategy: StrategyName = STRATEGY,
@@ -562,8 +564,8 @@ def simulate(
     json_summary: bool = JSON,
     epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Train privately (DP-SGD): each simulated site gets this budget and the run spends it.", rich_help_panel="Differential privacy"),
     delta: float = typer.Option(1e-5, "--delta", min=1e-12, max=0.5, help="δ of the private run's guarantee.", rich_help_panel="Differential privacy"),
-    sample_rate: float = SAMPLE_RATE,
-    dp_steps: int = DP_STEPS,
+    sample_rate: Optional[float] = SAMPLE_RATE,
+    dp_steps: Optional[int] = DP_STEPS,
     clip: float = CLIP,
     dp_lr: Optional[float] = DP_LR,
     strategy: StrategyName = STRATEGY,

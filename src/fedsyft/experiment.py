@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from .connection import SiteCredentials
 from .data import Images
 from .federation import FederationResult, RoundObserver, federate
 from .history import GlobalEval, History
-from .privacy.plan import DEFAULT_CLIP, DEFAULT_DELTA, DEFAULT_LR, DEFAULT_SAMPLE_RATE, DEFAULT_STEPS, PrivatePlan
+from .privacy.plan import DEFAULT_CLIP, DEFAULT_DELTA, DEFAULT_LR, PrivatePlan, sampling_for
 from .run_dir import RunDirectory, load_checkpoint
 from .sites.base import Site, SiteError
 
@@ -48,6 +48,10 @@ class RunConfig:
     delta, sample_rate, dp_steps, clip, dp_lr : DP-SGD's δ, Poisson sampling rate,
         steps per round, per-example clip norm and step size (see
         :class:`fedsyft.privacy.PrivatePlan`); ``l2`` applies to both kinds of training.
+        ``sample_rate`` and ``dp_steps`` left None follow the smallest site's size
+        (:func:`fedsyft.privacy.plan.sampling_for`): MNIST's 0.04 and 50 on large sites.
+    site_rows : the smallest site's row count for those defaults; None until the sites
+        are known (:func:`resolve_site_rows` asks them), and then MNIST's defaults.
     strategy : the researcher's algorithm, a name of :data:`fedsyft.strategies.STRATEGIES`;
         its settings: ``mu`` (FedProx), ``server_lr`` (SCAFFOLD and the server optimizers),
         ``server_momentum`` (FedAvgM), ``beta1``, ``beta2``, ``tau`` (FedAdam, FedYogi).
@@ -66,8 +70,8 @@ class RunConfig:
     weighted: bool = True
     epsilon: float | None = None
     delta: float = DEFAULT_DELTA
-    sample_rate: float = DEFAULT_SAMPLE_RATE
-    dp_steps: int = DEFAULT_STEPS
+    sample_rate: float | None = None
+    dp_steps: int | None = None
     clip: float = DEFAULT_CLIP
     dp_lr: float | None = DEFAULT_LR
     strategy: str = "fedavg"
@@ -79,6 +83,7 @@ class RunConfig:
     tau: float | None = None
     clients_per_round: int | None = None
     schema: dict | None = None
+    site_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -110,10 +115,11 @@ class RunConfig:
         """The DP-SGD plan (noise multiplier derived from ε), or None for a non-private run."""
         if self.epsilon is None:
             return None
-        key = (self.epsilon, self.delta, self.rounds, self.sample_rate, self.dp_steps, self.clip, self.dp_lr, self.l2)
+        sample_rate, steps = sampling_for(self.site_rows, self.sample_rate, self.dp_steps)
+        key = (self.epsilon, self.delta, self.rounds, sample_rate, steps, self.clip, self.dp_lr, self.l2)
         if self._plan is None or self._plan[0] != key:
             self._plan = (key, PrivatePlan(epsilon=self.epsilon, delta=self.delta, rounds=self.rounds,
-                                           sample_rate=self.sample_rate, steps=self.dp_steps, clip=self.clip,
+                                           sample_rate=sample_rate, steps=steps, clip=self.clip,
                                            lr=self.dp_lr, l2=self.l2))
         return self._plan[1]
 
@@ -206,6 +212,7 @@ def run_experiment(
         nothing random happens on the researcher's side, so a resumed run ends with
         the same parameters as one that was never interrupted.
     """
+    config = resolve_site_rows(sites, config)
     history = History(config={**config.to_dict(), "sites": [s.name for s in sites], **(extra or {})},
                       timings=dict(timings or {}))
     params = None
@@ -234,7 +241,7 @@ def _checkpoint(run_dir: Path, fresh: History) -> tuple[History, Any, dict]:
     """The history, global parameters and strategy state saved in ``run_dir``, checked against this run's config."""
     saved, params, state = load_checkpoint(run_dir)
     for key in ("seed", "local_iters", "l2", "test_fraction", "weighted", "sites", "epsilon", "delta", "sample_rate",
-                "dp_steps", "clip", "dp_lr", "strategy", "strategy_settings"):
+                "dp_steps", "site_rows", "clip", "dp_lr", "strategy", "strategy_settings"):
         if key in saved.config and saved.config.get(key) != fresh.config.get(key):
             raise ValueError(f"cannot resume {run_dir}: its {key} is {saved.config.get(key)!r}, "
                              f"this run's is {fresh.config.get(key)!r}")
@@ -275,6 +282,31 @@ def request_approval(sites: Sequence, timeout: float, function_name: str = "loca
         errors = [e for e in pool.map(lambda s: _error_of(s.wait_for_approval, timeout, function_name), sites) if e]
     if errors:
         raise errors[0]
+
+
+def resolve_site_rows(sites: Sequence[Site], config: RunConfig) -> RunConfig:
+    """``config`` with ``site_rows`` from the sites, when a private run leaves its sampling to their size.
+
+    Asks each site's privacy guard for its status, which includes the row count (public:
+    every call returns it). A site that does not say (an older datasite) leaves the
+    defaults in place. Reads no data and spends nothing.
+    """
+    if not config.private or config.site_rows is not None or None not in (config.sample_rate, config.dp_steps):
+        return config
+    with ThreadPoolExecutor(max_workers=max(1, len(sites))) as pool:
+        answers = list(pool.map(lambda s: _status_rows(s), sites))
+    if not answers or None in answers:
+        return config
+    return replace(config, site_rows=min(answers))
+
+
+def _status_rows(site: Site) -> int | None:
+    try:
+        answer = site.privacy_query({"query": "status"})
+    except SiteError:
+        return None
+    rows = answer.get("privacy", {}).get("rows") if isinstance(answer, dict) else None
+    return rows if isinstance(rows, int) and not isinstance(rows, bool) and rows > 0 else None
 
 
 def check_privacy_plan(sites: Sequence[Site], plan: PrivatePlan, calls: int) -> dict[str, dict]:

@@ -30,6 +30,7 @@ from pathlib import Path
 from ..connection import ASSET_NAME, DATASET_NAME
 
 ADMIN_EMAIL = "admin@fedsyft.org"
+DATASET_INFO = "dataset.json"  # the private data set's public facts (its row count), written at provisioning
 INLINE_LIMIT_MB = 1000  # keep assets in sqlite: PySyft's blob reads walk every byte in Python (~6.8 s/call)
 
 
@@ -71,6 +72,9 @@ def _provision(root, spec: dict, secrets: dict, state: Path) -> None:
                     "with the same columns, dtypes and label set.",
         asset_list=[sy.Asset(name=ASSET_NAME, data=(shard.X, shard.y), mock=(mock.X, mock.y))],
     ))
+    # The row count is public (the description says it, every call returns it); the privacy
+    # guard's status reports it so that researchers can size DP-SGD's batches.
+    (state / DATASET_INFO).write_text(json.dumps({"rows": len(shard)}))
 
 
 def _guard_private_data(state: Path, spec: dict, assets: list, audit) -> dict:
@@ -89,7 +93,11 @@ def _guard_private_data(state: Path, spec: dict, assets: list, audit) -> dict:
     ledger, what = PrivacyLedger.open_or_create(state / LEDGER_FILE, settings.get("epsilon"), settings.get("delta"),
                                                DATASET_NAME, create=not marker.exists())
     marker.touch()
-    guard = PrivacyGuard(ledger, record=audit.event)
+    try:
+        rows = json.loads((state / DATASET_INFO).read_text())["rows"]
+    except (OSError, ValueError, KeyError):  # provisioned by an older fedsyft: the researcher uses the defaults
+        rows = None
+    guard = PrivacyGuard(ledger, record=audit.event, rows=rows)
     guard.note("privacy_budget", detail=what)
     [asset] = assets
     with contextlib.redirect_stdout(io.StringIO()):

@@ -69,10 +69,15 @@ def _fmt(status: dict) -> str:
 
 @dataclass
 class PrivacyGuard:
-    """Enforces a :class:`PrivacyLedger`'s budget; ``record`` (optional) is told of every debit and refusal."""
+    """Enforces a :class:`PrivacyLedger`'s budget; ``record`` (optional) is told of every debit and refusal.
+
+    ``rows``, the data set's row count, is public (every call returns it as ``n_train``);
+    the status answer includes it so that a researcher can size DP-SGD's batches.
+    """
 
     ledger: PrivacyLedger
     record: Callable[[str, dict], None] | None = None
+    rows: int | None = None
 
     def note(self, kind: str, **fields: Any) -> None:
         """Tell ``record`` of an event (a debit, a refusal) for the audit log."""
@@ -80,8 +85,9 @@ class PrivacyGuard:
             self.record(kind, fields)
 
     def status(self) -> dict:
-        """Budget, spent, remaining, δ and the number of calls (raises :class:`LedgerError` if unreadable)."""
-        return self.ledger.read().summary()
+        """Budget, spent, remaining, δ, the number of calls and the rows (raises :class:`LedgerError` if unreadable)."""
+        summary = self.ledger.read().summary()
+        return summary if self.rows is None else {**summary, "rows": self.rows}
 
     def query(self, config: dict) -> dict:
         """Answer a status or plan question (reads no data, spends nothing)."""

@@ -19,6 +19,39 @@ DEFAULT_SAMPLE_RATE = 0.04
 DEFAULT_STEPS = 50
 DEFAULT_CLIP = 1.0
 DEFAULT_LR = None  # derived from the noise: see PrivatePlan.step_size
+#: Small sites get bigger sampling rates so that a step still averages about this many rows.
+TARGET_BATCH_ROWS = 128
+MIN_STEPS = 5
+
+
+def sampling_for(rows: int | None, sample_rate: float | None = None, steps: int | None = None) -> tuple[float, int]:
+    """DP-SGD's sampling rate and steps per round for sites whose smallest holds ``rows`` rows.
+
+    The defaults (rate 0.04, 50 steps a round) suit MNIST's 30,000 rows a site, where a step
+    averages 1,200 rows. On a site of a few hundred rows they would average about 10, and
+    the noise, the same in absolute size, would swamp the gradient. So an unset rate is
+    ``TARGET_BATCH_ROWS / rows`` kept within [0.04, 1], and unset steps keep the defaults'
+    two passes over the rows a round: ``2 / rate``, within [5, 50]. Measured (20 rounds, ε = 1):
+    breast cancer over 2 sites 0.71 -> 0.91, digits over 3 sites 0.59 -> 0.84 (benchmarks).
+
+    Parameters
+    ----------
+    rows : the smallest site's row count (public: every call returns it); None: unknown, the defaults.
+    sample_rate, steps : the researcher's own choice, kept when given.
+
+    Returns
+    -------
+    (sample_rate, steps)
+    """
+    if rows is not None and rows < 1:
+        raise ValueError(f"rows must be at least 1, got {rows}")
+    if sample_rate is None:
+        sample_rate = DEFAULT_SAMPLE_RATE if rows is None else min(1.0, max(DEFAULT_SAMPLE_RATE,
+                                                                             TARGET_BATCH_ROWS / rows))
+    if steps is None:
+        passes = DEFAULT_STEPS * DEFAULT_SAMPLE_RATE  # 2 passes over the rows a round
+        steps = int(min(DEFAULT_STEPS, max(MIN_STEPS, round(passes / sample_rate))))
+    return float(sample_rate), int(steps)
 
 
 def auto_step_size(noise_multiplier: float) -> float:

@@ -76,6 +76,8 @@ class LocalSite:
         self.name = name
         self.data = data
         self.privacy = privacy
+        if privacy is not None and privacy.rows is None:
+            privacy.rows = len(data)  # public, as on a datasite: what a private run sizes its batches by
         self._entropy = np.random.SeedSequence(seed) if seed is not None else None
         self.engine = None
 
