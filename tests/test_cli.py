@@ -465,11 +465,11 @@ def test_two_clinics_own_tables_over_tls(tmp_path):
         out = tmp_path / "run"
         args = ["--sites-file", sites_files[0], "--sites-file", sites_files[1], "--test", files["test"],
                 "--label", "diagnosis"]
-        result = fedsyft("run", *args, "--rounds", 3, "--out", out)
+        result = fedsyft_here("run", *args, "--rounds", 3, "--out", out)
         assert result.returncode == 0, result.stderr
         assert "  Clinic B -> train=" in result.stdout and "coef shape=(2, 30)" in result.stdout
         assert json.loads((out / "metrics.json").read_text())["final"]["global_test_accuracy"] >= 0.93
-        unscored = fedsyft("run", "--sites-file", sites_files[0], "--rounds", 1, "--out", tmp_path / "unscored")
+        unscored = fedsyft_here("run", "--sites-file", sites_files[0], "--rounds", 1, "--out", tmp_path / "unscored")
         assert unscored.returncode == 0, unscored.stderr  # no --test: only what the sites release is reported
         assert "not scored (no --test set)" in unscored.stdout and "  Clinic A -> train=" in unscored.stdout
         assert json.loads((tmp_path / "unscored" / "metrics.json").read_text())["final"]["global_test_accuracy"] is None
@@ -478,9 +478,9 @@ def test_two_clinics_own_tables_over_tls(tmp_path):
         doc = json.loads(sites_files[1].read_text())
         doc["sites"][0]["tls_fingerprint"] = "ab" * 32
         forged.write_text(json.dumps(doc))
-        assert_one_line_error(fedsyft("run", "--sites-file", sites_files[0], "--sites-file", forged, *args[4:],
+        assert_one_line_error(fedsyft_here("run", "--sites-file", sites_files[0], "--sites-file", forged, *args[4:],
                                       "--rounds", 1), "Clinic B", "certificate fingerprint", "nothing was sent")
-        owner = fedsyft("requests", "--state", tmp_path / "a")  # the owner's own tools pin the certificate too
+        owner = fedsyft_here("requests", "--state", tmp_path / "a")  # the owner's own tools pin the certificate too
         assert owner.returncode == 0 and "No pending code requests." in owner.stdout, owner.stderr
     finally:
         for clinic in clinics:
