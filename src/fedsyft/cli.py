@@ -91,6 +91,13 @@ def main_options(
 # Options shared by the commands that train.
 ROUNDS = typer.Option(5, "--rounds", min=1, help="FedAvg rounds.")
 SEED = typer.Option(0, "--seed", help="Seed of the data split and of each site's local train/test split.")
+# The partition options, the same for 'launch' (datasites) and 'simulate' (in-process sites).
+PARTITION = typer.Option(Partition.iid, "--partition", help="How the training images are split over the sites: iid; dirichlet (--alpha, --min-size); shards (McMahan et al.: sorted by label, --shards-per-client of --shard-size rows); pathological (--classes-per-client); powerlaw (FedProx's MNIST set-up: --classes-per-client digits, lognormal sizes).", rich_help_panel="Partition")
+ALPHA = typer.Option(0.5, "--alpha", help="dirichlet: concentration (small = skewed).", rich_help_panel="Partition")
+MIN_SIZE = typer.Option(10, "--min-size", min=1, help="dirichlet: the fewest rows a site may get (draws are repeated until every site has them).", rich_help_panel="Partition")
+SHARDS_PER_CLIENT = typer.Option(2, "--shards-per-client", min=1, help="shards: shards dealt to each site.", rich_help_panel="Partition")
+SHARD_SIZE = typer.Option(None, "--shard-size", min=1, help="shards: rows per shard (default: rows / (sites x shards per site)).", rich_help_panel="Partition")
+CLASSES_PER_CLIENT = typer.Option(2, "--classes-per-client", min=1, max=10, help="pathological, powerlaw: classes each site holds.", rich_help_panel="Partition")
 OUT = typer.Option(None, "--out", help="Run directory (default: runs/<UTC timestamp>).")
 LOCAL_ITERS = typer.Option(25, "--local-iters", min=1, help="L-BFGS iterations per site per round.")
 L2 = typer.Option(1e-5, "--l2", help="L2 strength per mean sample loss, equal on every site.")
@@ -226,12 +233,12 @@ def launch(
     tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="Serve HTTPS with your own certificate (PEM; with --tls-key).", rich_help_panel="TLS"),
     tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="The private key of --tls-cert (PEM, unencrypted).", rich_help_panel="TLS"),
     insecure: bool = typer.Option(False, "--insecure", help="Allow plain HTTP on an address other than loopback (only behind a TLS proxy).", rich_help_panel="TLS"),
-    partition: Partition = typer.Option(Partition.iid, "--partition", help="How the training images are split over the datasites (as for 'fedsyft simulate').", rich_help_panel="Partition"),
-    alpha: float = typer.Option(0.5, "--alpha", help="dirichlet: concentration (small = skewed).", rich_help_panel="Partition"),
-    min_size: int = typer.Option(10, "--min-size", min=1, help="dirichlet: the fewest rows a site may get.", rich_help_panel="Partition"),
-    shards_per_client: int = typer.Option(2, "--shards-per-client", min=1, help="shards: shards dealt to each site.", rich_help_panel="Partition"),
-    shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="shards: rows per shard.", rich_help_panel="Partition"),
-    classes_per_client: int = typer.Option(2, "--classes-per-client", min=1, max=10, help="pathological, powerlaw: classes each site holds.", rich_help_panel="Partition"),
+    partition: Partition = PARTITION,
+    alpha: float = ALPHA,
+    min_size: int = MIN_SIZE,
+    shards_per_client: int = SHARDS_PER_CLIENT,
+    shard_size: Optional[int] = SHARD_SIZE,
+    classes_per_client: int = CLASSES_PER_CLIENT,
     data: Optional[List[Path]] = typer.Option(None, "--data", help="Your own table (CSV, Parquet or NPZ; numeric features) instead of MNIST: one datasite per --data.", rich_help_panel="Own data"),
     label: Optional[str] = typer.Option(None, "--label", help="The label column of --data.", rich_help_panel="Own data"),
     name: Optional[List[str]] = typer.Option(None, "--name", help="A name per --data (default: the file's name).", rich_help_panel="Own data"),
@@ -547,12 +554,12 @@ def simulate(
     rounds: int = ROUNDS,
     seed: int = SEED,
     out: Optional[Path] = OUT,
-    partition: Partition = typer.Option(Partition.iid, "--partition", help="How the training images are split over the sites: iid; dirichlet (--alpha, --min-size); shards (McMahan et al.: sorted by label, --shards-per-client of --shard-size rows); pathological (--classes-per-client); powerlaw (FedProx's MNIST set-up: --classes-per-client digits, lognormal sizes).", rich_help_panel="Partition"),
-    alpha: float = typer.Option(0.5, "--alpha", help="dirichlet: concentration (small = skewed).", rich_help_panel="Partition"),
-    min_size: int = typer.Option(10, "--min-size", min=1, help="dirichlet: the fewest rows a site may get (draws are repeated until every site has them).", rich_help_panel="Partition"),
-    shards_per_client: int = typer.Option(2, "--shards-per-client", min=1, help="shards: shards dealt to each site.", rich_help_panel="Partition"),
-    shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="shards: rows per shard (default: rows / (sites x shards per site)).", rich_help_panel="Partition"),
-    classes_per_client: int = typer.Option(2, "--classes-per-client", min=1, max=10, help="pathological, powerlaw: classes each site holds.", rich_help_panel="Partition"),
+    partition: Partition = PARTITION,
+    alpha: float = ALPHA,
+    min_size: int = MIN_SIZE,
+    shards_per_client: int = SHARDS_PER_CLIENT,
+    shard_size: Optional[int] = SHARD_SIZE,
+    classes_per_client: int = CLASSES_PER_CLIENT,
     local_iters: int = LOCAL_ITERS,
     l2: float = L2,
     unweighted: bool = UNWEIGHTED,

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from functools import cache
+from functools import cache, lru_cache
 
 
 @cache
@@ -86,6 +86,7 @@ def epsilon_spent(mechanisms: Iterable[Mechanism], delta: float) -> float:
     return float(accountant.get_epsilon(delta))
 
 
+@lru_cache(maxsize=64)  # a calibration takes 0.5-1.5 s; a run's config asks for the same plan more than once
 def noise_multiplier_for(target_epsilon: float, sample_rate: float, steps: int, delta: float) -> float:
     """The smallest σ such that ``steps`` steps at ``sample_rate`` spend at most ``target_epsilon`` at ``delta``.
 
