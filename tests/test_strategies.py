@@ -112,7 +112,7 @@ def test_scaffold_option_two_for_private_sites_is_computed_from_the_released_mod
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_state_round_trips_so_a_resumed_run_continues_exactly(name):
-    a, b = make_strategy(name), make_strategy(name)
+    a, b = make_strategy(name, ema=0.5), make_strategy(name, ema=0.5)
     x = _params(0.0)
     sites = ["a", "b"]
     results = {"a": _result(1.0, extra={"control_variate": _params(0.1)}), "b": _result(2.0, 200,
@@ -120,14 +120,47 @@ def test_state_round_trips_so_a_resumed_run_continues_exactly(name):
     for strategy in (a, b):
         strategy.configure_fit(1, x, sites, {})
         x1 = strategy.aggregate_fit(1, x, results)
-    b2 = make_strategy(name)
+        strategy.round_model(1, x1)
+    b2 = make_strategy(name, ema=0.5)
     b2.load_state({k: v.copy() for k, v in b.state().items()})
+    later = {"a": _result(3.0, extra={"control_variate": _params(0.3)}), "b": _result(5.0, 200,
+                                                                                    extra={"control_variate": _params(0.4)})}
     for strategy in (a, b2):
         plan = strategy.configure_fit(2, x1, sites, {})
-        out = strategy.aggregate_fit(2, x1, results)
-        strategy.out, strategy.plan = out, plan
+        out = strategy.aggregate_fit(2, x1, later)
+        strategy.out, strategy.plan, strategy.model = out, plan, strategy.round_model(2, out)
     assert np.array_equal(a.out["coef"], b2.out["coef"])
+    assert np.array_equal(a.model["coef"], b2.model["coef"])  # the moving average is checkpointed too
     assert all(set(a.plan[n].config) == set(b2.plan[n].config) for n in sites)
+
+
+def test_ema_averages_the_aggregates_once_per_round():
+    s = Strategy(ema=0.9)
+    assert np.allclose(s.round_model(1, _params(1.0))["coef"], 1.0)  # starts from the first aggregate
+    assert np.allclose(s.round_model(2, _params(11.0))["coef"], 2.0)  # 0.9 * 1 + 0.1 * 11
+    assert np.allclose(s.round_model(2, _params(11.0))["coef"], 2.0)  # asked again: the same round's average
+    assert np.allclose(s.round_model(3, _params(2.0))["coef"], 2.0)
+    off = Strategy()
+    p = _params(3.0)
+    assert off.round_model(1, p) is p and off.state() == {} and "ema" not in off.describe()
+    assert Strategy(ema=0.9).describe()["ema"] == 0.9
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="ema must be"):
+            Strategy(ema=bad)
+
+
+def test_with_ema_the_run_reports_the_average_and_the_sites_get_the_aggregate():
+    class Rising(FakeSite):  # answers 1, 2, 3, ...: the aggregate moves every round
+        def train(self, global_params, config):
+            self.value = len(self.calls) + 1.0
+            return super().train(global_params, config)
+
+    site = Rising("a", 0.0, 100)
+    result = federate([site], 3, {}, _evaluate, history=History({}), strategy=FedAvg(ema=0.5))
+    # aggregates 1, 2, 3; averages 1, 1.5, 2.25; _evaluate reports the mean coefficient
+    assert [r.global_.test_accuracy for r in result.history.rounds] == [1.0, 1.5, 2.25]
+    assert np.allclose(result.params["coef"], 2.25) and np.allclose(result.aggregate["coef"], 3.0)
+    assert site.calls[0] is None and np.allclose(site.calls[2]["coef"], 2.0)  # round 3 starts from the aggregate
 
 
 def test_make_strategy_names_a_bad_choice():
@@ -181,11 +214,19 @@ def test_engine_workers_hold_every_blas_library_at_one_thread(small_sites):
 
 
 def test_a_resumed_strategy_run_ends_where_an_uninterrupted_one_does(small_sites, mnist, tmp_path):
+    from fedsyft.run_dir import load_checkpoint, load_model
+
     test = mnist.test.subset(slice(0, 1000))
-    straight = run_experiment(small_sites, RunConfig(rounds=3, local_iters=5, strategy="fedadam",
-                                                     clients_per_round=3), test, tmp_path / "a")
-    run_experiment(small_sites, RunConfig(rounds=2, local_iters=5, strategy="fedadam", clients_per_round=3), test,
-                   tmp_path / "b")
-    resumed = run_experiment(small_sites, RunConfig(rounds=3, local_iters=5, strategy="fedadam", clients_per_round=3),
-                             test, tmp_path / "b", resume=True)
+
+    def config(rounds):
+        return RunConfig(rounds=rounds, local_iters=5, strategy="fedadam", clients_per_round=3, ema=0.8)
+
+    straight = run_experiment(small_sites, config(3), test, tmp_path / "a")
+    run_experiment(small_sites, config(2), test, tmp_path / "b")
+    resumed = run_experiment(small_sites, config(3), test, tmp_path / "b", resume=True)
     assert np.array_equal(straight.params["coef"], resumed.params["coef"])
+    assert np.array_equal(straight.aggregate["coef"], resumed.aggregate["coef"])
+    # model.npz holds the moving average; the checkpoint the aggregate the sites continue from
+    assert np.array_equal(load_model(tmp_path / "b")["coef"], resumed.params["coef"])
+    assert np.array_equal(load_checkpoint(tmp_path / "b")[1]["coef"], resumed.aggregate["coef"])
+    assert not np.array_equal(resumed.params["coef"], resumed.aggregate["coef"])

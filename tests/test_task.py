@@ -142,6 +142,29 @@ def test_scaffold_correction_shifts_the_gradient_and_returns_the_gradient_at_the
     assert pushed["coef"].mean() < plain["coef"].mean()  # a positive linear term drives coefficients down
 
 
+def test_scaffolds_control_variate_is_the_exact_gradient_at_the_global_model(shard):
+    # Option I's c_i: the gradient of the site's objective at the global model, over all 784 pixels,
+    # also where the global model is nonzero on pixels this site never lights (only l2 acts there).
+    rng = np.random.default_rng(0)
+    start = {"coef": rng.normal(0, 0.1, (10, 784)).astype(np.float32),
+             "intercept": rng.normal(0, 0.1, 10).astype(np.float32)}
+    zero = {"coef": np.zeros((10, 784), np.float32), "intercept": np.zeros(10, np.float32)}
+    config = {**CONFIG, "l2": 0.5, "local_iters": 1, "correction": zero}
+    got = local_train(shard, start, config)["control_variate"]
+    X, y = shard
+    n_test = int(np.ceil(config["test_fraction"] * len(y)))
+    train = np.random.RandomState(config["seed"]).permutation(len(y))[n_test:]
+    Xtr, ytr = X[train].astype(np.float64) / 255, y[train]
+    assert (Xtr.max(axis=0) == 0).sum() > 50  # MNIST's borders: many unlit pixels on a small site
+    logits = Xtr @ start["coef"].T.astype(np.float64) + start["intercept"]
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(len(ytr)), ytr] -= 1
+    p /= len(ytr)
+    assert np.allclose(got["coef"], p.T @ Xtr + config["l2"] * start["coef"], rtol=1e-4, atol=1e-6)
+    assert np.allclose(got["intercept"], p.sum(axis=0), rtol=1e-4, atol=1e-6)
+
+
 def test_any_number_of_features_and_classes_with_the_schemas_scaling():
     rng = np.random.default_rng(0)
     X = rng.normal(50, 10, (300, 5)).astype(np.float32)

@@ -122,6 +122,7 @@ BETA1 = typer.Option(None, "--beta1", min=0, max=0.999, help="FedAdam/FedYogi: f
 BETA2 = typer.Option(None, "--beta2", min=0, max=0.999999, help="FedAdam/FedYogi: second-moment decay (default 0.99).", rich_help_panel="Strategy")
 TAU = typer.Option(None, "--tau", min=1e-12, help="FedAdam/FedYogi: adaptivity (default 1e-3).", rich_help_panel="Strategy")
 CLIENTS_PER_ROUND = typer.Option(None, "--clients-per-round", min=1, help="Sites called each round, sampled uniformly with --seed (default: all); recorded per round.", rich_help_panel="Strategy")
+EMA = typer.Option(None, "--ema", min=0, max=0.999, help="Report the exponential moving average of the global models with this decay, e.g. 0.95 (Polyak averaging; the sites still train from the latest model). Smooths sampled non-IID rounds; free under DP. Default: off.", rich_help_panel="Strategy")
 PORT_BASE = typer.Option(DEFAULT_PORT_BASE, "--port-base", min=1, max=65535, help="Site i listens on port-base + i - 1.")
 
 
@@ -135,10 +136,10 @@ def _run_config(rounds: int, seed: int, local_iters: int, l2: float, unweighted:
                      dp_steps=dp_steps, clip=clip, dp_lr=dp_lr, **(strategy or {}))
 
 
-def _strategy(strategy, mu, server_lr, server_momentum, beta1, beta2, tau, clients_per_round) -> dict:
+def _strategy(strategy, mu, server_lr, server_momentum, beta1, beta2, tau, clients_per_round, ema) -> dict:
     """The RunConfig fields of the strategy options (None: the strategy's default)."""
     return {"strategy": strategy.value, "mu": mu, "server_lr": server_lr, "server_momentum": server_momentum,
-            "beta1": beta1, "beta2": beta2, "tau": tau, "clients_per_round": clients_per_round}
+            "beta1": beta1, "beta2": beta2, "tau": tau, "clients_per_round": clients_per_round, "ema": ema or None}
 
 
 def _output(quiet: bool, json_summary: bool, verbose: bool = False):
@@ -337,6 +338,7 @@ def run(
     beta2: Optional[float] = BETA2,
     tau: Optional[float] = TAU,
     clients_per_round: Optional[int] = CLIENTS_PER_ROUND,
+    ema: Optional[float] = EMA,
     test_file: Optional[Path] = typer.Option(None, "--test", help="Your own test set (same columns as the sites' table) for datasites that hold a table.", rich_help_panel="Own data"),
     label: Optional[str] = typer.Option(None, "--label", help="The label column of --test.", rich_help_panel="Own data"),
 ) -> None:
@@ -349,7 +351,7 @@ def run(
             delta = _check_privacy_mode(credentials, epsilon, delta)
         config = _run_config(rounds, seed, local_iters, l2, unweighted, epsilon, delta, sample_rate, dp_steps, clip,
                              dp_lr, _strategy(strategy, mu, server_lr, server_momentum, beta1, beta2, tau,
-                                              clients_per_round))
+                                              clients_per_round, ema))
         if resume:
             config, out, stored = _resumed(resume, out)
             data_dir = data_dir or (Path(stored["test_data_dir"]) if stored.get("test_data_dir") else None)
@@ -509,6 +511,7 @@ def demo(
     beta2: Optional[float] = BETA2,
     tau: Optional[float] = TAU,
     clients_per_round: Optional[int] = CLIENTS_PER_ROUND,
+    ema: Optional[float] = EMA,
 ) -> None:
     """Everything on this machine: launch datasites, run FedAvg as a researcher, stop the datasites."""
     import time
@@ -525,7 +528,7 @@ def demo(
         with _user_errors("interrupted; the datasites were stopped and finished rounds kept"):
             config = _run_config(rounds, seed, local_iters, l2, False, epsilon, None, sample_rate, dp_steps, clip,
                                  dp_lr, _strategy(strategy, mu, server_lr, server_momentum, beta1, beta2, tau,
-                                                  clients_per_round))
+                                                  clients_per_round, ema))
             mnist = load_mnist(data_dir)
             # PySyft's import takes seconds: do it while the datasites start.
             syft_import = threading.Thread(target=import_syft, daemon=True)
@@ -583,6 +586,7 @@ def simulate(
     beta2: Optional[float] = BETA2,
     tau: Optional[float] = TAU,
     clients_per_round: Optional[int] = CLIENTS_PER_ROUND,
+    ema: Optional[float] = EMA,
     data: Optional[Path] = typer.Option(None, "--data", help="Your own table (CSV, Parquet or NPZ; numeric features) instead of MNIST, partitioned over the sites; needs --label.", rich_help_panel="Own data"),
     label: Optional[str] = typer.Option(None, "--label", help="The label column of --data and --test.", rich_help_panel="Own data"),
     test_file: Optional[Path] = typer.Option(None, "--test", help="The researcher's test set (same columns as --data). Default: a stratified 20 % of --data, held out before partitioning.", rich_help_panel="Own data"),
@@ -600,7 +604,7 @@ def simulate(
     with _output(quiet, json_summary) as output, _user_errors(INTERRUPTED_RUN):
         config = _run_config(rounds, seed, local_iters, l2, unweighted, epsilon, delta, sample_rate, dp_steps, clip,
                              dp_lr, _strategy(strategy, mu, server_lr, server_momentum, beta1, beta2, tau,
-                                              clients_per_round))
+                                              clients_per_round, ema))
         settings = _partition_settings(partition, alpha, min_size, shards_per_client, shard_size, classes_per_client)
         if resume:
             config, out, stored = _resumed(resume, out)

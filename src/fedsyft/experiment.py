@@ -57,6 +57,8 @@ class RunConfig:
         ``server_momentum`` (FedAvgM), ``beta1``, ``beta2``, ``tau`` (FedAdam, FedYogi).
         None means the strategy's default.
     clients_per_round : sites called each round, sampled uniformly with ``seed`` (None: all).
+    ema : the run's model is the exponential moving average of the aggregates with this
+        decay (see :class:`fedsyft.strategies.Strategy`); None or 0: the aggregate itself.
     schema : the federation's public data contract (:meth:`fedsyft.schema.Schema.to_dict`)
         for a tabular federation: the sites scale features with its ranges and train one
         class per schema class. None: MNIST (784 pixels / 255, 10 classes).
@@ -82,6 +84,7 @@ class RunConfig:
     beta2: float | None = None
     tau: float | None = None
     clients_per_round: int | None = None
+    ema: float | None = None
     schema: dict | None = None
     site_rows: int | None = None
 
@@ -104,7 +107,8 @@ class RunConfig:
 
         return make_strategy(self.strategy, mu=self.mu, server_lr=self.server_lr,
                              server_momentum=self.server_momentum, beta1=self.beta1, beta2=self.beta2, tau=self.tau,
-                             clients_per_round=self.clients_per_round, seed=self.seed, weighted=self.weighted)
+                             clients_per_round=self.clients_per_round, seed=self.seed, weighted=self.weighted,
+                             ema=self.ema)
 
     @property
     def private(self) -> bool:

@@ -31,13 +31,23 @@ class RoundObserver(Protocol):
 
     def site_finished(self, round_no: int, site: str, result: SiteResult | None, error: str | None) -> None: ...
 
-    def round_finished(self, record: RoundRecord, params: Params) -> None: ...
+    def round_finished(self, record: RoundRecord, params: Params) -> None:
+        """``params``: the round's aggregate, which the sites are sent next (see ``Strategy.round_model``)."""
 
 
 @dataclass
 class FederationResult:
+    """What a run produced.
+
+    ``params`` is the run's model: the last round's aggregate, or with the strategy's
+    ``ema`` the moving average of the aggregates; it is what was evaluated and saved.
+    ``aggregate`` is the last aggregate itself (the same array without ``ema``): what
+    :func:`federate` continues from, with the same strategy object.
+    """
+
     history: History
     params: Params
+    aggregate: Params | None = None
 
 
 def default_min_sites(n_sites: int) -> int:
@@ -77,7 +87,8 @@ def federate(
         answered (default: all but one, at least one). Failed sites are recorded in the
         round's ``failures``, left out of that round's aggregate and asked again when next called.
     site_timeout : seconds to wait for a site's answer in a round (None: no limit).
-    params : the global parameters to start from (None: each site starts fresh).
+    params : the global parameters to start from (None: each site starts fresh); to continue
+        a run, its :attr:`FederationResult.aggregate`.
     max_workers : calls in flight at once (None: one per site called). In-process sites
         compete for the cores, so a simulation passes the number of cores.
 
@@ -119,7 +130,7 @@ def federate(
         record = RoundRecord(
             round=round_no,
             seconds=0.0,
-            global_=evaluate(params),
+            global_=evaluate(strategy.round_model(round_no, params)),
             sites={n: results[n].report for n in plan if n in results},
             failures={n: failures[n] for n in plan if n in failures},
             sampled=list(plan) if len(plan) < len(sites) else None,
@@ -130,7 +141,7 @@ def federate(
             o.round_finished(record, params)
     if params is None:
         raise ValueError(f"the history already holds {len(history.rounds)} rounds; nothing to do for {rounds}")
-    return FederationResult(history, params)
+    return FederationResult(history, strategy.round_model(len(history.rounds), params), params)
 
 
 def _call_sites(by_name: dict[str, Site], plan: dict[str, FitInstruction], timeout, round_no, observers,

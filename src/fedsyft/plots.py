@@ -47,9 +47,10 @@ STRATEGY_LABELS = {"fedavg": "FedAvg", "fedprox": "FedProx", "scaffold": "SCAFFO
 
 
 def strategy_label(history: History) -> str:
-    """The run's strategy as people write it ("FedAvg" for runs that predate strategies)."""
-    name = (history.config.get("strategy_settings") or {}).get("strategy") or history.config.get("strategy", "fedavg")
-    label = STRATEGY_LABELS.get(name, str(name))
+    """The run's strategy as people write it ("FedAvg" for runs that predate strategies; "+ EMA 0.95" when averaged)."""
+    settings = history.config.get("strategy_settings") or {}
+    name = settings.get("strategy") or history.config.get("strategy", "fedavg")
+    label = STRATEGY_LABELS.get(name, str(name)) + (f" + EMA {settings['ema']:g}" if settings.get("ema") else "")
     return f"DP {label}" if history.config.get("privacy") else label
 
 

@@ -1,7 +1,7 @@
 """The run directory: everything a run leaves behind, kept up to date after every round.
 
 Files: ``metrics.json`` (the history, schema in the README), ``config.json``,
-``model.npz`` (the latest global ``coef`` and ``intercept``), ``checkpoint.npz``
+``model.npz`` (the run's latest model: ``coef`` and ``intercept``), ``checkpoint.npz``
 (parameters and history in one atomically replaced file: what ``--resume`` reads)
 the PNG plots and ``report.html`` (everything in one self-contained page). A run that stops early keeps every round it finished.
 """
@@ -61,7 +61,8 @@ class RunDirectory:
         _save_npz(self.path / CHECKPOINT_FILE, coef=params["coef"], intercept=params["intercept"],
                   history=np.array(self.history.to_json()),
                   **{STRATEGY_PREFIX + k: np.asarray(v) for k, v in state.items()})
-        _save_npz(self.path / MODEL_FILE, coef=params["coef"], intercept=params["intercept"], round=record.round)
+        model = self.strategy.round_model(record.round, params) if self.strategy is not None else params
+        _save_npz(self.path / MODEL_FILE, coef=model["coef"], intercept=model["intercept"], round=record.round)
         self.history.save(self.path)
 
     def finish(self) -> list[Path]:

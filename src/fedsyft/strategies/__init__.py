@@ -28,7 +28,7 @@ def make_strategy(name: str, **settings: Any) -> Strategy:
         raise ValueError(f"unknown strategy {name!r}: choose {', '.join(STRATEGIES)}")
     import inspect
 
-    accepted = set(inspect.signature(cls.__init__).parameters) | {"clients_per_round", "seed", "weighted"}
+    accepted = set(inspect.signature(cls.__init__).parameters) | {"clients_per_round", "seed", "weighted", "ema"}
     extra = {k for k, v in settings.items() if v is not None and k not in accepted}
     if extra:
         raise ValueError(f"strategy {cls.name} does not take {', '.join(sorted(extra))}")

@@ -17,6 +17,9 @@ import numpy as np
 from ..aggregate import Params, fedavg
 from ..sites.base import SiteResult
 
+EMA_PREFIX = "ema|"
+
+
 def zeros_like_model(params: Params | None, config: Mapping[str, Any] | None = None) -> Params:
     """Zero parameters shaped like ``params``; with none yet, like the model ``config`` trains.
 
@@ -49,14 +52,25 @@ class Strategy:
         an uninterrupted one would.
     seed : seeds the sampling.
     weighted : average weighted by ``n_train`` (FedAvg) or a plain mean.
+    ema : with a decay in (0, 1), the run's model is an exponential moving average of
+        the aggregates (Polyak averaging): ``model = ema * model + (1 - ema) * aggregate``,
+        starting from the first aggregate. The sites still train from the latest
+        aggregate; the average is what is evaluated, saved and returned. It smooths
+        the round-to-round swings of sampled, non-IID rounds, and as post-processing
+        it costs no privacy. 0 (the default): the model is the aggregate.
     """
 
     name = "fedavg"
 
-    def __init__(self, *, clients_per_round: int | None = None, seed: int = 0, weighted: bool = True):
+    def __init__(self, *, clients_per_round: int | None = None, seed: int = 0, weighted: bool = True,
+                 ema: float = 0.0):
         if clients_per_round is not None and clients_per_round < 1:
             raise ValueError(f"clients_per_round must be at least 1, got {clients_per_round}")
-        self.clients_per_round, self.seed, self.weighted = clients_per_round, seed, weighted
+        if not 0 <= ema < 1:
+            raise ValueError(f"ema must be at least 0 and below 1, got {ema}")
+        self.clients_per_round, self.seed, self.weighted, self.ema = clients_per_round, seed, weighted, float(ema)
+        self._average: Params | None = None
+        self._averaged_round = 0
 
     # -- the two hooks the federation loop calls --
 
@@ -68,6 +82,21 @@ class Strategy:
     def aggregate_fit(self, round_no: int, params: Params | None, results: Mapping[str, SiteResult]) -> Params:
         """The new global parameters from the sites that answered (in call order)."""
         return fedavg([(r.params, r.n_train) for r in results.values()], weighted=self.weighted)
+
+    def round_model(self, round_no: int, params: Params) -> Params:
+        """The model round ``round_no`` yields from its aggregate ``params``: evaluated, saved, returned.
+
+        The aggregate itself, or with ``ema`` the moving average, updated once per round:
+        asking again for the same round returns the same average.
+        """
+        if not self.ema:
+            return params
+        if round_no > self._averaged_round:
+            new = {k: np.asarray(v, np.float64) for k, v in params.items()}
+            old = self._average
+            self._average = new if old is None else {k: self.ema * old[k] + (1 - self.ema) * new[k] for k in new}
+            self._averaged_round = round_no
+        return {k: v.astype(np.float32) for k, v in self._average.items()}
 
     # -- pieces subclasses adjust --
 
@@ -85,12 +114,27 @@ class Strategy:
         return [sites[i] for i in chosen]
 
     def state(self) -> dict[str, np.ndarray]:
-        """Arrays to checkpoint so a resumed run continues exactly (none for stateless strategies)."""
-        return {}
+        """Arrays to checkpoint so a resumed run continues exactly (the moving average, if any).
+
+        Subclasses add their own under keys without the ``ema|`` prefix.
+        """
+        if self._average is None:
+            return {}
+        return {**{EMA_PREFIX + k: v for k, v in self._average.items()},
+                EMA_PREFIX + "round": np.asarray(self._averaged_round)}
 
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
-        """Restore what :meth:`state` returned."""
+        """Restore what :meth:`state` returned (subclasses restore the keys without the ``ema|`` prefix)."""
+        average = {k[len(EMA_PREFIX):]: np.asarray(v, np.float64) for k, v in state.items() if k.startswith(EMA_PREFIX)}
+        self._averaged_round = int(average.pop("round", 0))
+        self._average = average or None
 
     def describe(self) -> dict[str, Any]:
         """The strategy's name and settings, for the run's recorded config."""
-        return {"strategy": self.name, "clients_per_round": self.clients_per_round, "weighted": self.weighted}
+        return {"strategy": self.name, "clients_per_round": self.clients_per_round, "weighted": self.weighted,
+                **({"ema": self.ema} if self.ema else {})}  # absent when off, as in runs recorded before it existed
+
+
+def own_state(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A checkpointed state without the base class's moving average: what a subclass restores itself."""
+    return {k: v for k, v in state.items() if not k.startswith(EMA_PREFIX)}

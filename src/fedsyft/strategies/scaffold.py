@@ -24,7 +24,7 @@ import numpy as np
 
 from ..aggregate import Params
 from ..sites.base import SiteResult
-from .base import FitInstruction, Strategy, zeros_like_model
+from .base import FitInstruction, Strategy, own_state, zeros_like_model
 
 
 class Scaffold(Strategy):
@@ -76,14 +76,15 @@ class Scaffold(Strategy):
         return {k: (x[k] + self.server_lr * change[k]).astype(np.float32) for k in x}
 
     def state(self) -> dict[str, np.ndarray]:
-        out = {f"c|{k}": v for k, v in (self.c or {}).items()}
+        out = {**super().state(), **{f"c|{k}": v for k, v in (self.c or {}).items()}}
         for site, arrays in self.c_sites.items():
             out.update({f"ci|{site}|{k}": v for k, v in arrays.items()})
         return out
 
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        super().load_state(state)
         self.c, self.c_sites = None, {}
-        for key, value in state.items():
+        for key, value in own_state(state).items():
             parts = key.split("|")
             if parts[0] == "c":
                 self.c = {**(self.c or {}), parts[1]: np.asarray(value, np.float32)}

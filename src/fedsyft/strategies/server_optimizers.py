@@ -16,7 +16,7 @@ import numpy as np
 
 from ..aggregate import Params, fedavg
 from ..sites.base import SiteResult
-from .base import Strategy, zeros_like_model
+from .base import Strategy, own_state, zeros_like_model
 
 
 class _ServerOptimizer(Strategy):
@@ -43,11 +43,12 @@ class _ServerOptimizer(Strategy):
         return self._state[name]
 
     def state(self) -> dict[str, np.ndarray]:
-        return {f"{slot}.{k}": v for slot, arrays in self._state.items() for k, v in arrays.items()}
+        return {**super().state(), **{f"{slot}.{k}": v for slot, arrays in self._state.items() for k, v in arrays.items()}}
 
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        super().load_state(state)
         self._state = {}
-        for key, value in state.items():
+        for key, value in own_state(state).items():
             slot, k = key.split(".", 1)
             self._state.setdefault(slot, {})[k] = np.asarray(value, np.float64)
 
