@@ -161,22 +161,36 @@ def heterogeneity_section(h: dict | None, flower: dict | None = None) -> list[st
             lines.append(f"| `{r['variant']}` | {r['final_global_test_accuracy']:.4f} | {r['best']:.4f} "
                          f"| {fmt(r['rounds_to_0.85'])} | {fmt(r['rounds_to_0.90'])} | {r['wall_seconds']:.1f} |")
     dirichlet = max(r["final_global_test_accuracy"] for r in h["dirichlet_0.1_10_sites_20_rounds"])
-    powerlaw = max(r["final_global_test_accuracy"] for r in h["fedprox_powerlaw_1000_devices_10_per_round_100_rounds"])
+    powerlaw_rows = h["fedprox_powerlaw_1000_devices_10_per_round_100_rounds"]
+    seeds = h.get("powerlaw_best_other_seeds", [])  # the setting chosen for the target, at other seeds
+    best = next((r for r in powerlaw_rows if seeds and r["variant"] == seeds[0]["variant"]),
+                max(powerlaw_rows, key=lambda r: r["final_global_test_accuracy"]))
+    seeds = [r for r in seeds if r["variant"] == best["variant"]]
+    powerlaw_finals = [best["final_global_test_accuracy"], *(r["final_global_test_accuracy"] for r in seeds)]
+    powerlaw = (f"`{best['variant']}`: {best['final_global_test_accuracy']:.4f}"
+                + (f" (seed 0); seeds {', '.join(str(r['seed']) for r in seeds)}: "
+                   f"{', '.join(format(r['final_global_test_accuracy'], '.4f') for r in seeds)}" if seeds else ""))
     t = h["timing"]
+
+    def secs(row: dict) -> str:  # the median run, with every run's time when repeated
+        runs = row.get("wall_seconds_of_each_run")
+        return (f"{row['wall_seconds']:.1f} s" + (f" (median of {', '.join(f'{x:.1f}' for x in runs)})"
+                                                   if runs and len(runs) > 1 else ""))
+
     lines += ["", "| target | measured | |", "| --- | --- | --- |",
               f"| Dirichlet α = 0.1, 10 sites, 20 rounds: ≥ 0.91 with the best strategy (FedAvg: 0.810) | {dirichlet:.4f} "
               f"| {ok(dirichlet >= 0.91)} |",
-              f"| FedProx's set-up: ≥ 0.90 (Flower's baseline plot: about 0.85 FedProx, 0.83 FedAvg) | best final "
-              f"{powerlaw:.4f} | {ok(powerlaw >= 0.90)} |",
+              f"| FedProx's set-up: ≥ 0.90 (Flower's baseline plot: about 0.85 FedProx, 0.83 FedAvg) | "
+              f"{powerlaw} | {ok(min(powerlaw_finals) >= 0.90)} |",
               f"| `simulate --sites 1000 --partition powerlaw --clients-per-round 10 --rounds 100`, outputs included: "
               f"about 20 s (half of Flower's 39.3 s) "
-              f"| {t['powerlaw_1000_devices_10_per_round_100_rounds']['wall_seconds']:.1f} s "
+              f"| {secs(t['powerlaw_1000_devices_10_per_round_100_rounds'])} "
               f"| {ok(t['powerlaw_1000_devices_10_per_round_100_rounds']['wall_seconds'] <= 20)} |",
               f"| `simulate --sites 100 --rounds 20` (all every round) under 30 s "
-              f"| {t['iid_100_sites_all_every_round_20_rounds']['wall_seconds']:.1f} s "
+              f"| {secs(t['iid_100_sites_all_every_round_20_rounds'])} "
               f"| {ok(t['iid_100_sites_all_every_round_20_rounds']['wall_seconds'] < 30)} |",
               f"| `simulate --sites 10000 --clients-per-round 10 --rounds 5` runs "
-              f"| {t['iid_10000_sites_10_per_round_5_rounds']['wall_seconds']:.1f} s "
+              f"| {secs(t['iid_10000_sites_10_per_round_5_rounds'])} "
               f"| {ok(t['iid_10000_sites_10_per_round_5_rounds']['final_global_test_accuracy'] is not None)} |"]
     if flower:  # benchmarks/flower_side_by_side.py --output, merged into results.json by hand
         f, r = flower["fedsyft"], flower["flower"]
