@@ -390,11 +390,12 @@ def test_simulate_private_runs_and_bad_privacy_options_get_one_line(data_dir, tm
 def test_simulate_with_a_strategy_sampling_and_a_skewed_partition(data_dir, tmp_path):
     out = tmp_path / "skewed"
     result = fedsyft("simulate", "--sites", 10, "--partition", "pathological", "--classes-per-client", 2,
-                     "--strategy", "fedadam", "--server-lr", 0.03, "--clients-per-round", 4, "--rounds", 2,
+                     "--strategy", "fedadam", "--server-lr", 0.03, "--clients-per-round", 0.4, "--rounds", 2,
                      "--local-iters", 3, "--ema", 0.9, "--data-dir", data_dir, "--out", out)
     assert result.returncode == 0, result.stderr
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["config"]["strategy_settings"]["strategy"] == "fedadam" and doc["config"]["partition"] == "pathological"
+    assert doc["config"]["clients_per_round"] == 0.4  # a fraction of the 10 sites: 4 a round
     assert doc["config"]["strategy_settings"]["ema"] == 0.9 and "FedAdam + EMA 0.9" in (out / "report.html").read_text()
     assert all(len(r["sampled"]) == 4 and sorted(r["sites"]) == sorted(r["sampled"]) for r in doc["rounds"])
     assert all(sum(c > 0 for c in counts) == 2 for counts in doc["config"]["label_counts"].values())
@@ -419,6 +420,7 @@ def test_a_thousand_sites_write_readable_outputs(data_dir, tmp_path):
     (["simulate", "--strategy", "fedavg", "--mu", 0.1], ["fedavg does not take mu"]),
     (["simulate", "--strategy", "fedsgd"], ["--strategy"]),
     (["simulate", "--ema", 1], ["--ema"]),
+    (["simulate", "--clients-per-round", 2.5], ["--clients-per-round", "2.5"]),
     (["simulate", "--sites", 10001], ["--sites"]),
 ])
 def test_bad_strategy_and_partition_options_get_one_line(data_dir, args, fragments):

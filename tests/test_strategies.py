@@ -43,6 +43,21 @@ def test_sampling_is_seeded_per_round_without_replacement_and_in_site_order():
     assert counts.min() > 60 and counts.max() < 140  # uniform: 100 expected per site
 
 
+def test_clients_per_round_is_a_count_or_a_fraction_of_the_sites():
+    from fedsyft.strategies.base import count_or_fraction
+
+    assert count_or_fraction(None) is None and count_or_fraction(0.1) == 0.1
+    assert count_or_fraction(10.0) == 10 and isinstance(count_or_fraction(10.0), int)
+    for bad in (0, -1, 1.5, 2.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="count of sites .* or a fraction"):
+            Strategy(clients_per_round=bad)
+    assert len(Strategy(clients_per_round=0.25).sample(1, SITES)) == 5  # of 20
+    assert len(Strategy(clients_per_round=0.001).sample(1, SITES)) == 1  # at least one
+    hundred = [f"s{i}" for i in range(100)]
+    assert len(Strategy(clients_per_round=0.29).sample(1, hundred)) == 29  # not 28 from 0.29 * 100 = 28.999...
+    assert Strategy(clients_per_round=0.25, seed=3).sample(7, SITES) == Strategy(clients_per_round=5, seed=3).sample(7, SITES)
+
+
 def test_the_loop_calls_only_sampled_sites_and_records_them():
     sites = [FakeSite(f"s{i}", float(i), 100) for i in range(6)]
     result = federate(sites, 3, {}, _evaluate, history=History({}), strategy=FedAvg(clients_per_round=2, seed=1))

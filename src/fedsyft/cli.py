@@ -121,7 +121,7 @@ SERVER_MOMENTUM = typer.Option(None, "--server-momentum", min=0, max=0.999, help
 BETA1 = typer.Option(None, "--beta1", min=0, max=0.999, help="FedAdam/FedYogi: first-moment decay (default 0.9).", rich_help_panel="Strategy")
 BETA2 = typer.Option(None, "--beta2", min=0, max=0.999999, help="FedAdam/FedYogi: second-moment decay (default 0.99).", rich_help_panel="Strategy")
 TAU = typer.Option(None, "--tau", min=1e-12, help="FedAdam/FedYogi: adaptivity (default 1e-3).", rich_help_panel="Strategy")
-CLIENTS_PER_ROUND = typer.Option(None, "--clients-per-round", min=1, help="Sites called each round, sampled uniformly with --seed (default: all); recorded per round.", rich_help_panel="Strategy")
+CLIENTS_PER_ROUND = typer.Option(None, "--clients-per-round", help="Sites called each round: a count (10), or a fraction below 1 of the sites (0.01: 1 %, at least one), sampled uniformly with --seed (default: all); recorded per round.", rich_help_panel="Strategy")
 EMA = typer.Option(None, "--ema", min=0, max=0.999, help="Report the exponential moving average of the global models with this decay, e.g. 0.95 (Polyak averaging; the sites still train from the latest model). Smooths sampled non-IID rounds; free under DP. Default: off.", rich_help_panel="Strategy")
 PORT_BASE = typer.Option(DEFAULT_PORT_BASE, "--port-base", min=1, max=65535, help="Site i listens on port-base + i - 1.")
 
@@ -138,6 +138,13 @@ def _run_config(rounds: int, seed: int, local_iters: int, l2: float, unweighted:
 
 def _strategy(strategy, mu, server_lr, server_momentum, beta1, beta2, tau, clients_per_round, ema) -> dict:
     """The RunConfig fields of the strategy options (None: the strategy's default)."""
+    from .strategies.base import count_or_fraction
+
+    try:
+        clients_per_round = count_or_fraction(clients_per_round)  # 10.0 from the command line is the count 10
+    except ValueError:
+        raise ValueError(f"--clients-per-round takes a count of sites (1, 2, ...) or a fraction between 0 and 1, "
+                         f"got {clients_per_round:g}") from None
     return {"strategy": strategy.value, "mu": mu, "server_lr": server_lr, "server_momentum": server_momentum,
             "beta1": beta1, "beta2": beta2, "tau": tau, "clients_per_round": clients_per_round, "ema": ema or None}
 
@@ -337,7 +344,7 @@ def run(
     beta1: Optional[float] = BETA1,
     beta2: Optional[float] = BETA2,
     tau: Optional[float] = TAU,
-    clients_per_round: Optional[int] = CLIENTS_PER_ROUND,
+    clients_per_round: Optional[float] = CLIENTS_PER_ROUND,
     ema: Optional[float] = EMA,
     test_file: Optional[Path] = typer.Option(None, "--test", help="Your own test set (same columns as the sites' table) for datasites that hold a table.", rich_help_panel="Own data"),
     label: Optional[str] = typer.Option(None, "--label", help="The label column of --test.", rich_help_panel="Own data"),
@@ -510,7 +517,7 @@ def demo(
     beta1: Optional[float] = BETA1,
     beta2: Optional[float] = BETA2,
     tau: Optional[float] = TAU,
-    clients_per_round: Optional[int] = CLIENTS_PER_ROUND,
+    clients_per_round: Optional[float] = CLIENTS_PER_ROUND,
     ema: Optional[float] = EMA,
 ) -> None:
     """Everything on this machine: launch datasites, run FedAvg as a researcher, stop the datasites."""
@@ -585,7 +592,7 @@ def simulate(
     beta1: Optional[float] = BETA1,
     beta2: Optional[float] = BETA2,
     tau: Optional[float] = TAU,
-    clients_per_round: Optional[int] = CLIENTS_PER_ROUND,
+    clients_per_round: Optional[float] = CLIENTS_PER_ROUND,
     ema: Optional[float] = EMA,
     data: Optional[Path] = typer.Option(None, "--data", help="Your own table (CSV, Parquet or NPZ; numeric features) instead of MNIST, partitioned over the sites; needs --label.", rich_help_panel="Own data"),
     label: Optional[str] = typer.Option(None, "--label", help="The label column of --data and --test.", rich_help_panel="Own data"),

@@ -56,7 +56,8 @@ class RunConfig:
         its settings: ``mu`` (FedProx), ``server_lr`` (SCAFFOLD and the server optimizers),
         ``server_momentum`` (FedAvgM), ``beta1``, ``beta2``, ``tau`` (FedAdam, FedYogi).
         None means the strategy's default.
-    clients_per_round : sites called each round, sampled uniformly with ``seed`` (None: all).
+    clients_per_round : sites called each round, sampled uniformly with ``seed``: a count, or a
+        fraction below 1 of the sites (None: all).
     ema : the run's model is the exponential moving average of the aggregates with this
         decay (see :class:`fedsyft.strategies.Strategy`); None or 0: the aggregate itself.
     schema : the federation's public data contract (:meth:`fedsyft.schema.Schema.to_dict`)
@@ -83,7 +84,7 @@ class RunConfig:
     beta1: float | None = None
     beta2: float | None = None
     tau: float | None = None
-    clients_per_round: int | None = None
+    clients_per_round: int | float | None = None
     ema: float | None = None
     schema: dict | None = None
     site_rows: int | None = None

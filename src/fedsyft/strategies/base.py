@@ -8,6 +8,7 @@ knows none.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,22 @@ from ..aggregate import Params, fedavg
 from ..sites.base import SiteResult
 
 EMA_PREFIX = "ema|"
+
+
+def count_or_fraction(value: int | float | None) -> int | float | None:
+    """``clients_per_round`` checked: None, a whole count of at least 1 (as an int), or a fraction in (0, 1).
+
+    Raises ValueError for anything else (0, negatives, 2.5, NaN).
+    """
+    if value is None:
+        return None
+    value = float(value)
+    if 0 < value < 1:
+        return value
+    if value >= 1 and value.is_integer():
+        return int(value)
+    raise ValueError(f"clients_per_round must be a count of sites (1, 2, ...) or a fraction between 0 and 1, "
+                     f"got {value:g}")
 
 
 def zeros_like_model(params: Params | None, config: Mapping[str, Any] | None = None) -> Params:
@@ -47,9 +64,10 @@ class Strategy:
 
     Parameters
     ----------
-    clients_per_round : sites asked each round (None: all). Chosen uniformly without
-        replacement, seeded by ``seed`` and the round number, so a resumed run samples as
-        an uninterrupted one would.
+    clients_per_round : sites asked each round: a count (1, 2, ...), or a fraction below 1
+        of the sites (at least one: ``max(1, floor(fraction * sites))``, as Flower's
+        ``fraction_fit``); None: all. Chosen uniformly without replacement, seeded by
+        ``seed`` and the round number, so a resumed run samples as an uninterrupted one would.
     seed : seeds the sampling.
     weighted : average weighted by ``n_train`` (FedAvg) or a plain mean.
     ema : with a decay in (0, 1), the run's model is an exponential moving average of
@@ -62,10 +80,9 @@ class Strategy:
 
     name = "fedavg"
 
-    def __init__(self, *, clients_per_round: int | None = None, seed: int = 0, weighted: bool = True,
+    def __init__(self, *, clients_per_round: int | float | None = None, seed: int = 0, weighted: bool = True,
                  ema: float = 0.0):
-        if clients_per_round is not None and clients_per_round < 1:
-            raise ValueError(f"clients_per_round must be at least 1, got {clients_per_round}")
+        clients_per_round = count_or_fraction(clients_per_round)
         if not 0 <= ema < 1:
             raise ValueError(f"ema must be at least 0 and below 1, got {ema}")
         self.clients_per_round, self.seed, self.weighted, self.ema = clients_per_round, seed, weighted, float(ema)
@@ -107,6 +124,8 @@ class Strategy:
     def sample(self, round_no: int, sites: Sequence[str]) -> list[str]:
         """The sites asked in ``round_no``: all, or ``clients_per_round`` of them at random."""
         k = self.clients_per_round
+        if isinstance(k, float):  # a fraction; the small epsilon keeps 0.29 * 100 from flooring to 28
+            k = max(1, math.floor(k * len(sites) + 1e-9))
         if k is None or k >= len(sites):
             return list(sites)
         rng = np.random.default_rng([self.seed, round_no])
