@@ -35,6 +35,19 @@ def test_plain_lines_match_the_replaced_projects_format():
     ]
 
 
+def test_another_strategy_is_named_in_its_aggregation_line_and_in_reports():
+    from fedsyft.strategies import make_strategy, strategy_label
+
+    label = make_strategy("fedadam", ema=0.95).label
+    assert label == "FedAdam + EMA 0.95" == strategy_label(make_strategy("fedadam", ema=0.95).describe())
+    assert strategy_label(None) == "FedAvg" and make_strategy("scaffold").label == "SCAFFOLD"
+    out = io.StringIO()
+    console = PlainConsole(out, strategy=label)
+    console.round_started(1, 5)
+    console.round_finished(RECORD, PARAMS)
+    assert "  FedAdam + EMA 0.95 epoch 1: intercept shape=(10,), coef shape=(10, 784)" in out.getvalue().splitlines()
+
+
 def test_live_display_shows_each_sites_status_and_the_global_accuracy():
     buf = io.StringIO()
     live = LiveProgress(["MNIST Part 1", "MNIST Part 2"], console=Console(file=buf, force_terminal=True, width=100))

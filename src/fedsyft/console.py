@@ -30,10 +30,15 @@ def site_summary(s, sep: str = ", ") -> str:
 
 
 class PlainConsole:
-    """Prints the seed-compatible lines when a round ends (sites in their configured order)."""
+    """Prints the seed-compatible lines when a round ends (sites in their configured order).
 
-    def __init__(self, stream: TextIO | None = None):
+    ``strategy`` names the aggregation line: "FedAvg epoch 1: ..." as in the replaced
+    project, "FedAdam + EMA 0.95 epoch 1: ..." for another strategy.
+    """
+
+    def __init__(self, stream: TextIO | None = None, strategy: str = "FedAvg"):
         self.stream = stream or sys.stdout
+        self.strategy = strategy
 
     def round_started(self, round_no: int, rounds: int) -> None:
         self.rounds = rounds
@@ -47,7 +52,7 @@ class PlainConsole:
             lines.append(f"  {name} -> {site_summary(s)}")
         for name, reason in record.failures.items():
             lines.append(f"  {name} -> failed: {reason} (left out of this round; asked again next round)")
-        lines.append(f"  FedAvg epoch {record.round}: intercept shape={params['intercept'].shape}, "
+        lines.append(f"  {self.strategy} epoch {record.round}: intercept shape={params['intercept'].shape}, "
                      f"coef shape={params['coef'].shape}")
         g = record.global_
         if g.test_accuracy is None:  # no researcher's test set: only what the sites release
@@ -65,21 +70,22 @@ class LiveProgress:
     as each round ends, so the scrollback holds the whole run.
     """
 
-    def __init__(self, sites: list[str], console=None):
+    def __init__(self, sites: list[str], console=None, strategy: str = "FedAvg"):
         from rich.console import Console
         from rich.live import Live
 
         self.console = console or Console()
         self.sites = list(sites)
+        self.strategy = strategy
         self.status = {name: "waiting" for name in self.sites}
         self.round, self.rounds, self.accuracy = 0, 0, None
-        self.lines = PlainConsole(stream=_RichStream(self.console))
+        self.lines = PlainConsole(stream=_RichStream(self.console), strategy=strategy)
         self.live = Live(self._table(), console=self.console, refresh_per_second=8, transient=True)
 
     def _table(self):
         from rich.table import Table
 
-        title = f"FedAvg round {self.round}/{self.rounds}" if self.round else "FedAvg: connecting"
+        title = f"{self.strategy} round {self.round}/{self.rounds}" if self.round else f"{self.strategy}: connecting"
         if self.accuracy is not None:
             title += f"   global test accuracy {self.accuracy:.4f}"
         table = Table(title=title, title_justify="left", min_width=72)
@@ -149,13 +155,14 @@ class Output:
         if not self.quiet:
             print(message, file=self.stream, flush=True)
 
-    def observers(self, sites: list[str]) -> list:
+    def observers(self, sites: list[str], strategy: str = "FedAvg") -> list:
+        """The progress display for a run over ``sites`` with ``strategy`` (its label, e.g. "FedAdam")."""
         if self.quiet:
             return []
         if not self.json_summary and sys.stdout.isatty():
-            self._live = LiveProgress(sites)
+            self._live = LiveProgress(sites, strategy=strategy)
             return [self._live]
-        return [PlainConsole(self.stream)]
+        return [PlainConsole(self.stream, strategy=strategy)]
 
     def close(self) -> None:
         if self._live is not None:

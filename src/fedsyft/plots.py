@@ -41,16 +41,12 @@ DPI = 120                  # for the PNG files and the report alike, so each fig
 # then render each figure once, and a changed history can never hit a stale entry.
 
 
-
-STRATEGY_LABELS = {"fedavg": "FedAvg", "fedprox": "FedProx", "scaffold": "SCAFFOLD", "fedavgm": "FedAvgM",
-                   "fedadam": "FedAdam", "fedyogi": "FedYogi"}
-
-
 def strategy_label(history: History) -> str:
-    """The run's strategy as people write it ("FedAvg" for runs that predate strategies; "+ EMA 0.95" when averaged)."""
-    settings = history.config.get("strategy_settings") or {}
-    name = settings.get("strategy") or history.config.get("strategy", "fedavg")
-    label = STRATEGY_LABELS.get(name, str(name)) + (f" + EMA {settings['ema']:g}" if settings.get("ema") else "")
+    """The run's strategy as people write it ("FedAvg" for runs that predate strategies; "DP ..." when private)."""
+    from .strategies import strategy_label as label_of
+
+    settings = history.config.get("strategy_settings") or {"strategy": history.config.get("strategy", "fedavg")}
+    label = label_of(settings)
     return f"DP {label}" if history.config.get("privacy") else label
 
 

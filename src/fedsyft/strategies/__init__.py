@@ -35,5 +35,16 @@ def make_strategy(name: str, **settings: Any) -> Strategy:
     return cls(**{k: v for k, v in settings.items() if v is not None and k in accepted})
 
 
+def strategy_label(settings: dict[str, Any] | None) -> str:
+    """A run's recorded ``strategy_settings`` as people write the strategy ("FedAdam + EMA 0.95").
+
+    Runs recorded before strategies existed have none: FedAvg.
+    """
+    settings = settings or {}
+    cls = STRATEGIES.get(settings.get("strategy") or "fedavg")
+    title = cls.title if cls is not None else str(settings["strategy"])
+    return title + (f" + EMA {settings['ema']:g}" if settings.get("ema") else "")
+
+
 __all__ = ["FedAdam", "FedAvg", "FedAvgM", "FedProx", "FedYogi", "FitInstruction", "STRATEGIES", "Scaffold",
-           "Strategy", "make_strategy"]
+           "Strategy", "make_strategy", "strategy_label"]

@@ -79,6 +79,7 @@ class Strategy:
     """
 
     name = "fedavg"
+    title = "FedAvg"  # as people write it
 
     def __init__(self, *, clients_per_round: int | float | None = None, seed: int = 0, weighted: bool = True,
                  ema: float = 0.0):
@@ -147,6 +148,11 @@ class Strategy:
         average = {k[len(EMA_PREFIX):]: np.asarray(v, np.float64) for k, v in state.items() if k.startswith(EMA_PREFIX)}
         self._averaged_round = int(average.pop("round", 0))
         self._average = average or None
+
+    @property
+    def label(self) -> str:
+        """The strategy as people write it, for consoles and reports: "FedAdam + EMA 0.95"."""
+        return self.title + (f" + EMA {self.ema:g}" if self.ema else "")
 
     def describe(self) -> dict[str, Any]:
         """The strategy's name and settings, for the run's recorded config."""

@@ -20,6 +20,7 @@ class FedProx(Strategy):
     """
 
     name = "fedprox"
+    title = "FedProx"
 
     def __init__(self, mu: float = 0.01, **kwargs: Any):
         super().__init__(**kwargs)

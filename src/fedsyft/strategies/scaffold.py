@@ -31,6 +31,7 @@ class Scaffold(Strategy):
     """SCAFFOLD with a server step size ``server_lr`` (1.0 in the paper's experiments)."""
 
     name = "scaffold"
+    title = "SCAFFOLD"
 
     def __init__(self, server_lr: float = 1.0, **kwargs: Any):
         super().__init__(**kwargs)

@@ -60,6 +60,7 @@ class FedAvgM(_ServerOptimizer):
     """FedAvg with server momentum (Hsu et al. 2019): ``v = momentum * v + delta``, ``w += server_lr * v``."""
 
     name = "fedavgm"
+    title = "FedAvgM"
 
     def __init__(self, server_lr: float = 1.0, server_momentum: float = 0.9, **kwargs: Any):
         super().__init__(server_lr, **kwargs)
@@ -81,6 +82,7 @@ class FedAdam(_ServerOptimizer):
     """FedAdam (Reddi et al. 2021): Adam on the pseudo-gradient, ``w += lr * m / (sqrt(v) + tau)``."""
 
     name = "fedadam"
+    title = "FedAdam"
 
     def __init__(self, server_lr: float = 0.01, beta1: float = 0.9, beta2: float = 0.99, tau: float = 1e-3,
                  **kwargs: Any):
@@ -108,6 +110,7 @@ class FedYogi(FedAdam):
     """FedYogi (Reddi et al. 2021): as FedAdam, with Yogi's additive second-moment update."""
 
     name = "fedyogi"
+    title = "FedYogi"
 
     def second_moment(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
         return v - (1 - self.beta2) * d2 * np.sign(v - d2)
