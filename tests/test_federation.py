@@ -148,3 +148,21 @@ def test_a_resumed_run_ends_with_the_same_parameters(small_shards, mnist, tmp_pa
     with pytest.raises(ValueError, match="its l2 is"):
         run_experiment([LocalSite(f"s{i}", s) for i, s in enumerate(shards)], RunConfig(rounds=4, local_iters=5, l2=1e-3),
                        mnist.test, tmp_path / "b", resume=True)
+
+
+def test_a_checkpoint_holds_the_history_as_utf8_and_older_string_checkpoints_still_load(tmp_path):
+    from fedsyft.run_dir import CHECKPOINT_FILE, RunDirectory, load_checkpoint
+
+    history = History({"note": "é"})  # non-ASCII survives the bytes
+    result = federate([FakeSite("a", 1.0, 100)], 2, {}, _evaluate, history=history,
+                      observers=[RunDirectory(tmp_path, history)])
+    with np.load(tmp_path / CHECKPOINT_FILE) as f:
+        assert f["history"].dtype == np.uint8
+    loaded, params, _ = load_checkpoint(tmp_path)
+    assert loaded.config == {"note": "é"} and len(loaded.rounds) == 2
+    assert np.array_equal(params["coef"], result.params["coef"])
+    old = tmp_path / "old"
+    old.mkdir()
+    np.savez(old / CHECKPOINT_FILE, coef=params["coef"], intercept=params["intercept"],
+             history=np.array(history.to_json()))  # the format before: a numpy unicode string
+    assert len(load_checkpoint(old)[0].rounds) == 2

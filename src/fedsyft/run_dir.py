@@ -59,7 +59,7 @@ class RunDirectory:
         # The checkpoint first, in one file, so parameters and history always agree.
         state = self.strategy.state() if self.strategy is not None else {}
         _save_npz(self.path / CHECKPOINT_FILE, coef=params["coef"], intercept=params["intercept"],
-                  history=np.array(self.history.to_json()),
+                  history=np.frombuffer(self.history.to_json().encode(), np.uint8),  # UTF-8: a quarter of np.str_'s size
                   **{STRATEGY_PREFIX + k: np.asarray(v) for k, v in state.items()})
         model = self.strategy.round_model(record.round, params) if self.strategy is not None else params
         _save_npz(self.path / MODEL_FILE, coef=model["coef"], intercept=model["intercept"], round=record.round)
@@ -80,7 +80,9 @@ def load_checkpoint(run_dir: Path) -> tuple[History, Params, dict[str, np.ndarra
     try:
         with np.load(path, allow_pickle=False) as f:
             state = {k[len(STRATEGY_PREFIX):]: f[k] for k in f.files if k.startswith(STRATEGY_PREFIX)}
-            return (History.from_dict(json.loads(str(f["history"]))),
+            text = f["history"]  # UTF-8 bytes; checkpoints written before 2026-11-26 hold a numpy string
+            text = str(text) if text.dtype.kind == "U" else text.tobytes().decode()
+            return (History.from_dict(json.loads(text)),
                     {"coef": f["coef"], "intercept": f["intercept"]}, state)
     except FileNotFoundError:
         raise ValueError(f"{run_dir} has no {CHECKPOINT_FILE}: no round finished there to resume from") from None
