@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import FitInstruction, Strategy
+from .base import FitInstruction, Strategy, display_name
 from .fedavg import FedAvg, FedProx
 from .scaffold import Scaffold
 from .server_optimizers import FedAdam, FedAvgM, FedYogi
@@ -43,7 +43,7 @@ def strategy_label(settings: dict[str, Any] | None) -> str:
     settings = settings or {}
     cls = STRATEGIES.get(settings.get("strategy") or "fedavg")
     title = cls.title if cls is not None else str(settings["strategy"])
-    return title + (f" + EMA {settings['ema']:g}" if settings.get("ema") else "")
+    return display_name(title, settings.get("ema"))
 
 
 __all__ = ["FedAdam", "FedAvg", "FedAvgM", "FedProx", "FedYogi", "FitInstruction", "STRATEGIES", "Scaffold",

@@ -21,6 +21,11 @@ from ..sites.base import SiteResult
 EMA_PREFIX = "ema|"
 
 
+def display_name(title: str, ema: float | None) -> str:
+    """A strategy's title with its averaging, as consoles and reports show it: "FedAdam + EMA 0.95"."""
+    return title + (f" + EMA {ema:g}" if ema else "")
+
+
 def count_or_fraction(value: int | float | None) -> int | float | None:
     """``clients_per_round`` checked: None, a whole count of at least 1 (as an int), or a fraction in (0, 1).
 
@@ -152,7 +157,7 @@ class Strategy:
     @property
     def label(self) -> str:
         """The strategy as people write it, for consoles and reports: "FedAdam + EMA 0.95"."""
-        return self.title + (f" + EMA {self.ema:g}" if self.ema else "")
+        return display_name(self.title, self.ema)
 
     def describe(self) -> dict[str, Any]:
         """The strategy's name and settings, for the run's recorded config."""
