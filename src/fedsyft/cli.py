@@ -484,8 +484,8 @@ def _federate_remote(output, credentials, config, out, test, approval_timeout, t
                    f"(noise multiplier {plan.noise_multiplier:.3f}, clip {plan.clip:g}, sampling rate "
                    f"{plan.sample_rate:g}, {plan.steps} steps per round)")
     extra = {"site_kind": "pysyft", **options.pop("extra", {})}
-    result = run_experiment(sites, config, test, out, observers=output.observers([s.name for s in sites], config.make_strategy().label),
-                            extra=extra, timings=watch.seconds, **options)
+    result = run_experiment(sites, config, test, out, observers=output.observers(sites, config), extra=extra,
+                            timings=watch.seconds, **options)
     output.close()
     output.summary(result.history, out, time.perf_counter() - start)
     return result
@@ -640,7 +640,7 @@ def simulate(
         workers = os.cpu_count() or 2
         with engine_for(site_list, workers):  # the fits run in one worker process per core
             result = run_experiment(site_list, config, test, out,
-                                    observers=output.observers([s.name for s in site_list], config.make_strategy().label), extra=extra,
+                                    observers=output.observers(site_list, config), extra=extra,
                                     min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None,
                                     max_workers=workers)
         output.close()

@@ -155,12 +155,13 @@ class Output:
         if not self.quiet:
             print(message, file=self.stream, flush=True)
 
-    def observers(self, sites: list[str], strategy: str = "FedAvg") -> list:
-        """The progress display for a run over ``sites`` with ``strategy`` (its label, e.g. "FedAdam")."""
+    def observers(self, sites: list, config) -> list:
+        """The progress display for a run of ``config`` (a RunConfig) over ``sites``, named by its strategy."""
         if self.quiet:
             return []
+        strategy = config.make_strategy().label
         if not self.json_summary and sys.stdout.isatty():
-            self._live = LiveProgress(sites, strategy=strategy)
+            self._live = LiveProgress([s.name for s in sites], strategy=strategy)
             return [self._live]
         return [PlainConsole(self.stream, strategy=strategy)]
 

@@ -299,7 +299,7 @@ def resolve_site_rows(sites: Sequence[Site], config: RunConfig) -> RunConfig:
     if not config.private or config.site_rows is not None or None not in (config.sample_rate, config.dp_steps):
         return config
     with ThreadPoolExecutor(max_workers=max(1, len(sites))) as pool:
-        answers = list(pool.map(lambda s: _status_rows(s), sites))
+        answers = list(pool.map(_status_rows, sites))
     if not answers or None in answers:
         return config
     return replace(config, site_rows=min(answers))
