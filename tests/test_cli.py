@@ -265,11 +265,17 @@ def test_a_killed_simulation_resumes_to_the_same_model(data_dir, tmp_path):
     out = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "fedsyft", "simulate", *map(str, args), "--out", str(out)],
                                stdout=subprocess.PIPE, text=True, env=ENV)
+    import psutil
+
     for line in process.stdout:
         if "=== FL epoch 4/12 ===" in line:
+            workers = psutil.Process(process.pid).children()
             process.kill()  # the researcher's process dies mid-run
             break
     process.wait(timeout=30)
+    assert workers  # the simulation's worker processes leave with it
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, alive
     from fedsyft.run_dir import load_checkpoint
 
     # The checkpoint is what --resume reads; the kill may land after it and before metrics.json is rewritten.

@@ -207,10 +207,23 @@ def test_the_process_engine_gives_the_numbers_of_one_at_a_time_execution(small_s
 
     one_at_a_time = run_experiment(fresh(), config, test, None, max_workers=1)
     sites = fresh()
-    with engine_for(sites, 2):
-        pooled = run_experiment(sites, config, test, None, max_workers=2)
+    with engine_for(sites, 2):  # two calls in flight per worker, as simulate runs it
+        pooled = run_experiment(sites, config, test, None, max_workers=4)
     assert np.array_equal(one_at_a_time.params["coef"], pooled.params["coef"])
     assert [r.sampled for r in one_at_a_time.history.rounds] == [r.sampled for r in pooled.history.rounds]
+
+
+def test_a_simulated_site_is_not_charged_for_waiting_for_a_free_worker(mnist):
+    # One worker, three calls in flight: the second and third wait a whole fit or two in the
+    # queue. That wait is the simulation's; the site's seconds are the call's own.
+    sites = [LocalSite(f"site {i}", mnist.train.subset(slice(i * 3000, (i + 1) * 3000))) for i in range(3)]
+    with engine_for(sites, 1):
+        result = run_experiment(sites, RunConfig(rounds=1), mnist.test.subset(slice(0, 100)), None, max_workers=3)
+    reports = list(result.history.rounds[0].sites.values())
+    fit = min(r.compute_seconds for r in reports)
+    assert fit > 0.02  # a fit long enough that a wait for one would show
+    assert all(r.compute_seconds <= r.seconds < r.compute_seconds + fit / 2 for r in reports), \
+        [(r.seconds, r.compute_seconds) for r in reports]
 
 
 def test_engine_workers_hold_every_blas_library_at_one_thread(small_sites):
@@ -223,7 +236,7 @@ def test_engine_workers_hold_every_blas_library_at_one_thread(small_sites):
     site = LocalSite("one", small_sites[0].data)
     with engine_for([site], 1) as engine:
         site.train(None, {**DEFAULT_TRAIN_CONFIG, "local_iters": 1})
-        libraries = engine._pool.apply(threadpool_info)
+        libraries = engine._pool.submit(threadpool_info).result()
     assert any("scipy" in lib["filepath"] for lib in libraries)
     assert {lib["filepath"]: lib["num_threads"] for lib in libraries} == {lib["filepath"]: 1 for lib in libraries}
 

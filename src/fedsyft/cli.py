@@ -639,10 +639,12 @@ def simulate(
                      "test_file": str(test_file.resolve()) if test_file else None} if data is not None else {})}
         workers = os.cpu_count() or 2
         with engine_for(site_list, workers):  # the fits run in one worker process per core
+            # Two calls in flight per worker: while one runs, the next already waits in the
+            # worker's queue, so no worker idles while this process hands it the next site.
             result = run_experiment(site_list, config, test, out,
                                     observers=output.observers(site_list, config), extra=extra,
                                     min_sites=min_sites, site_timeout=site_timeout, resume=resume is not None,
-                                    max_workers=workers)
+                                    max_workers=2 * workers)
         output.close()
         output.summary(result.history, out, time.perf_counter() - start)
 

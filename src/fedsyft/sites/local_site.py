@@ -88,22 +88,31 @@ class LocalSite:
     def train(self, global_params: Params | None, config: dict[str, Any]) -> SiteResult:
         sent = payload_bytes(global_params, config)
         start = time.perf_counter()
+        worker = {}  # the engine's own time for the call, when there is an engine
         if is_private_config(config):
             if self.privacy is None:
                 raise SiteError(self.name, "this site is not private: it runs local_train, not local_train_dp")
             randomness = self._site_randomness()
-            out = self.privacy.run(dict(config), lambda: self._run("local_train_dp", global_params, config, randomness),
+            out = self.privacy.run(dict(config), lambda: self._run("local_train_dp", global_params, config,
+                                                                   randomness, worker),
                                    requester="simulation")
         else:
             if self.privacy is not None:
                 raise SiteError(self.name, "this site is private (differential privacy): it runs only "
                                            "local_train_dp; pass an epsilon")
-            out = self._run("local_train", global_params, config, None)
-        return parse_output(self.name, out, time.perf_counter() - start, sent)
+            out = self._run("local_train", global_params, config, None, worker)
+        seconds = time.perf_counter() - start - worker.get("waited", 0.0)
+        return parse_output(self.name, out, seconds, sent)
 
-    def _run(self, function: str, global_params: Params | None, config: dict, randomness: Any) -> dict:
+    def _run(self, function: str, global_params: Params | None, config: dict, randomness: Any,
+             worker: dict) -> dict:
         if self.engine is not None:
-            return self.engine.train(self.name, function, global_params, dict(config), randomness)
+            sent = time.perf_counter()
+            out, seconds = self.engine.train(self.name, function, global_params, dict(config), randomness)
+            # A call may wait for a free worker (the engine keeps the next one queued); that
+            # wait is the simulation's, not the site's, so its seconds leave it out.
+            worker["waited"] = max(0.0, time.perf_counter() - sent - seconds)
+            return out
         data = (self.data.X, self.data.y) if randomness is None else (self.data.X, self.data.y, randomness)
         with _one_blas_thread():
             return TRAINING_FUNCTIONS[function](data, global_params, dict(config))
