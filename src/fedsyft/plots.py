@@ -11,18 +11,27 @@ import functools
 import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from .history import History, RoundRecord
 from .partition import shard_skews, skew
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 # Figures are made with matplotlib's object API, not pyplot: no global backend is
 # chosen or changed (so notebooks keep their inline display), and nothing is kept
 # in pyplot's figure registry.
+
+
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+    # matplotlib is imported with the first figure, not with fedsyft: it is a third
+    # of a second of every command's start, and most commands draw nothing.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
 
 ACCURACY_PNG = "accuracy.png"
 CONFUSION_PNG = "confusion_matrices.png"
@@ -146,6 +155,8 @@ def _round_axis(ax, rounds: tuple[int, ...]) -> None:
     if len(rounds) <= 20:
         ax.set_xticks(rounds)
     else:
+        from matplotlib.ticker import MaxNLocator
+
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
@@ -177,7 +188,7 @@ def _accuracy_data(history: History) -> tuple:
 
 
 def _draw_accuracy(rounds, glob, lines, spread, note, label="FedAvg") -> Figure:
-    fig = Figure(figsize=(6.4, 4.2 if note else 4.0))
+    fig = _new_figure((6.4, 4.2 if note else 4.0))
     ax = fig.subplots()
     nan = functools.partial(np.array, dtype=float)  # None back to NaN: a gap in the line
     ax.plot(rounds, nan(glob), "o-", lw=2.5, color="black", label="global model (researcher's test set)", zorder=3)
@@ -279,7 +290,7 @@ def _class_ticks(ax, names: tuple[str, ...], k: int, axes: str = "xy") -> None:
 
 
 def _draw_confusion(panels, note, names=()) -> Figure:
-    fig = Figure(figsize=(3.6 * len(panels), 4.0 if note else 3.7))
+    fig = _new_figure((3.6 * len(panels), 4.0 if note else 3.7))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, cm) in zip(axes, panels):
         cm = np.asarray(cm)
@@ -411,7 +422,7 @@ def _draw_labels(mode, names, rows, k, skew, n, classes=()) -> Figure:
     title = f"Labels per site (skew {_fmt(skew[0])}: mean TV distance to pooled)"
     if mode == "bars":
         counts = np.array(rows, dtype=float).reshape(len(names), k) if rows else np.zeros((len(names), k))
-        fig = Figure(figsize=(6.4, max(2.8, 1.4 + 0.35 * n)))  # tall enough for a 10-class legend
+        fig = _new_figure((6.4, max(2.8, 1.4 + 0.35 * n)))  # tall enough for a 10-class legend
         ax = fig.subplots()
         y = np.arange(n)
         left = np.zeros(n)
@@ -429,7 +440,7 @@ def _draw_labels(mode, names, rows, k, skew, n, classes=()) -> Figure:
         fig.subplots_adjust(left=0.22, right=0.86, top=1 - 0.45 / h, bottom=0.5 / h)
     else:
         share = np.array(rows, dtype=float) if rows else np.zeros((1, max(k, 1)))  # no labels: an empty map
-        fig = Figure(figsize=(6.4, 1.4 + 0.13 * max(len(names), 8)))
+        fig = _new_figure((6.4, 1.4 + 0.13 * max(len(names), 8)))
         ax = fig.subplots()
         im = ax.imshow(share, cmap="viridis", aspect="auto", vmin=0, interpolation="nearest")
         ax.set_yticks(range(len(names)), [nm[:24] for nm in names], fontsize=5.5)
