@@ -41,8 +41,10 @@ def local_train(data, global_params, config):
 
         mean log-loss + l2/2 |coef|^2 + mu/2 |w - w_global|^2 + <correction, w>
 
-    With the same ``l2`` on every site, FedAvg weighted by n_train approximates one
-    centralized fit with that ``l2`` (scikit-learn's C = 1 / (l2 * n_train)). The two
+    Coefficients of features that are 0 on every training row are not fitted: they keep
+    the global model's values (unless a ``correction`` is given). With the same ``l2`` on
+    every site, FedAvg weighted by n_train approximates one centralized fit with that
+    ``l2`` (scikit-learn's C = 1 / (l2 * n_train)). The two
     optional keys serve the researcher's strategy: ``mu`` is FedProx's proximal term
     (default 0), and ``correction`` ({"coef", "intercept"}, SCAFFOLD's c - c_i) shifts
     the gradient; with it the answer also carries ``control_variate``, this site's
@@ -100,10 +102,19 @@ def local_train(data, global_params, config):
         Xtr, Xte, ytr, yte = X[order[n_test:]], X[order[:n_test]], y[order[n_test:]], y[order[:n_test]]
         Xtr, Xte = scaled(Xtr), scaled(Xte)
         n_train, l2, rows = len(ytr), float(config["l2"]), np.arange(len(ytr))
+        # Features that are 0 on every training row (a small MNIST site lights ~580 of 784 pixels):
+        # the data says nothing about their coefficients, which keep the global model's values and
+        # stay out of the optimisation (only l2 would move them, by about 2 % in 25 steps). That makes
+        # a small site's fit ~20 % faster. SCAFFOLD's correction moves every coefficient: with it,
+        # all features are fitted.
+        used = np.flatnonzero(Xtr.any(axis=0)) if shift is None else np.arange(n_features)
+        Xtr = Xtr[:, used] if len(used) < n_features else Xtr  # unused columns are all 0: same logits
+        fixed = start[:-k].reshape(k, n_features)
+        first = np.r_[fixed[:, used].ravel(), start[-k:]]
 
-        def log_loss_and_gradient(w):  # mean log-loss + l2/2 |coef|^2 (the intercept is not penalised)
-            coef, intercept = w[:-k].reshape(k, n_features), w[-k:]
-            logits = Xtr @ coef.T.astype(np.float32) + intercept.astype(np.float32)
+        def log_loss_and_gradient(w, X):  # mean log-loss + l2/2 |coef|^2 (the intercept is not penalised)
+            coef, intercept = w[:-k].reshape(k, -1), w[-k:]
+            logits = X @ coef.T.astype(np.float32) + intercept.astype(np.float32)
             logits -= logits.max(axis=1, keepdims=True)
             p = np.exp(logits)
             total = p.sum(axis=1)
@@ -111,33 +122,34 @@ def local_train(data, global_params, config):
             p /= total[:, None]
             p[rows, ytr] -= 1  # softmax - onehot
             p /= n_train
-            return loss, np.concatenate([(p.T @ Xtr + l2 * coef).ravel(), p.sum(axis=0)])
+            return loss, np.concatenate([(p.T @ X + l2 * coef).ravel(), p.sum(axis=0)])
 
         def objective(w):  # plus the strategy's terms
-            loss, grad = log_loss_and_gradient(w)
+            loss, grad = log_loss_and_gradient(w, Xtr)
             if mu:
-                loss, grad = loss + mu / 2 * ((w - start) ** 2).sum(), grad + mu * (w - start)
+                loss, grad = loss + mu / 2 * ((w - first) ** 2).sum(), grad + mu * (w - first)
             if shift is not None:
                 loss, grad = loss + shift @ w, grad + shift
             return loss, grad
 
         # One BLAS thread is fastest here; the caller sets it (a datasite's environment, LocalSite's limit),
         # since asking threadpoolctl from in here costs ~3 ms a call, a third of a small site's fit.
-        w = minimize(objective, start, jac=True, method="L-BFGS-B",
+        w = minimize(objective, first, jac=True, method="L-BFGS-B",
                      options={"maxiter": int(config["local_iters"]), "gtol": 1e-4}).x
-        control = log_loss_and_gradient(start)[1] if shift is not None else None
-        coef, intercept = w[:-k].reshape(k, n_features).astype(np.float32), w[-k:].astype(np.float32)
+        control = log_loss_and_gradient(start, Xtr)[1] if shift is not None else None
+        coef, intercept = fixed.astype(np.float32), w[-k:].astype(np.float32)
+        coef[:, used] = w[:-k].reshape(k, len(used))
 
-        def metrics(Xs, ys):  # accuracy, mean log-loss, confusion matrix (rows: true class)
-            logits = (Xs @ coef.T + intercept).astype(np.float64)
+        def metrics(Xs, ys, weights):  # accuracy, mean log-loss, confusion matrix (rows: true class)
+            logits = (Xs @ weights.T + intercept).astype(np.float64)
             logits -= logits.max(axis=1, keepdims=True)
             log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
             pred = log_p.argmax(axis=1)
             return (float((pred == ys).mean()), float(-log_p[np.arange(len(ys)), ys].mean()),
                     np.bincount(ys * k + pred, minlength=k * k).reshape(k, k))
 
-        train_acc, train_loss, _ = metrics(Xtr, ytr)
-        test_acc, test_loss, cm = (metrics(Xte, yte) if len(yte) else (float("nan"),) * 2 + (None,))
+        train_acc, train_loss, _ = metrics(Xtr, ytr, coef[:, used])
+        test_acc, test_loss, cm = (metrics(Xte, yte, coef) if len(yte) else (float("nan"),) * 2 + (None,))
         out = {"coef": coef, "intercept": intercept, "n_train": int(n_train), "n_test": int(len(yte)),
                "train_accuracy": train_acc, "train_loss": train_loss, "test_accuracy": test_acc,
                "test_loss": test_loss, "confusion_matrix": cm, "compute_seconds": time.perf_counter() - started}
