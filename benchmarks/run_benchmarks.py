@@ -1,7 +1,7 @@
 """Measure fedsyft against the targets in the README and write benchmarks/results.json.
 
-    .venv/bin/python benchmarks/run_benchmarks.py            # everything (~4 min on 2 cores)
-    .venv/bin/python benchmarks/run_benchmarks.py --only demo
+    .venv/bin/python benchmarks/run_benchmarks.py            # everything (~18 min on 2 cores)
+    .venv/bin/python benchmarks/run_benchmarks.py --only demo --only timing
 
 Sections:
 - simulate: 2 IID sites x 30,000 rows, 5 rounds, in-process: accuracy per round,
