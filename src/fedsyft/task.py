@@ -44,11 +44,11 @@ def local_train(data, global_params, config):
     Coefficients of features that are 0 on every training row are not fitted: they keep
     the global model's values (unless a ``correction`` is given). With the same ``l2`` on
     every site, FedAvg weighted by n_train approximates one centralized fit with that
-    ``l2`` (scikit-learn's C = 1 / (l2 * n_train)). The two
-    optional keys serve the researcher's strategy: ``mu`` is FedProx's proximal term
-    (default 0), and ``correction`` ({"coef", "intercept"}, SCAFFOLD's c - c_i) shifts
-    the gradient; with it the answer also carries ``control_variate``, this site's
-    gradient at the global model (SCAFFOLD's option I).
+    ``l2`` (scikit-learn's C = 1 / (l2 * n_train)). The two optional keys serve the
+    researcher's strategy: ``mu`` is FedProx's proximal term (default 0), and
+    ``correction`` ({"coef", "intercept"}, SCAFFOLD's c - c_i) shifts the gradient; with
+    it the answer also carries ``control_variate``, this site's gradient at the global
+    model (SCAFFOLD's option I).
     """
     import math
     import time
@@ -125,8 +125,8 @@ def local_train(data, global_params, config):
             return loss, p.T @ X + l2 * coef, p.sum(axis=0)
 
         def objective(w):  # over the fitted coefficients, plus the strategy's terms
-            coef[:, used] = w[:-k].reshape(k, -1)
-            loss, grad_coef, grad_intercept = log_loss_and_gradient(coef[:, used] if narrow else coef, w[-k:], Xfit)
+            fitted = coef[:, used] = w[:-k].reshape(k, -1)  # narrow: exactly Xfit's columns
+            loss, grad_coef, grad_intercept = log_loss_and_gradient(fitted if narrow else coef, w[-k:], Xfit)
             grad = np.r_[(grad_coef if narrow else grad_coef[:, used]).ravel(), grad_intercept]
             if mu:
                 loss, grad = loss + mu / 2 * ((w - first) ** 2).sum(), grad + mu * (w - first)
@@ -145,16 +145,16 @@ def local_train(data, global_params, config):
         coef[:, used] = w[:-k].reshape(k, -1)
         coef, intercept = coef.astype(np.float32), w[-k:].astype(np.float32)
 
-        def metrics(Xs, ys, weights):  # accuracy, mean log-loss, confusion matrix (rows: true class)
-            logits = (Xs @ weights.T + intercept).astype(np.float64)
+        def metrics(Xs, ys):  # accuracy, mean log-loss, confusion matrix (rows: true class)
+            logits = (Xs @ coef.T + intercept).astype(np.float64)
             logits -= logits.max(axis=1, keepdims=True)
             log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
             pred = log_p.argmax(axis=1)
             return (float((pred == ys).mean()), float(-log_p[np.arange(len(ys)), ys].mean()),
                     np.bincount(ys * k + pred, minlength=k * k).reshape(k, k))
 
-        train_acc, train_loss, _ = metrics(Xtr, ytr, coef)
-        test_acc, test_loss, cm = (metrics(Xte, yte, coef) if len(yte) else (float("nan"),) * 2 + (None,))
+        train_acc, train_loss, _ = metrics(Xtr, ytr)
+        test_acc, test_loss, cm = (metrics(Xte, yte) if len(yte) else (float("nan"),) * 2 + (None,))
         out = {"coef": coef, "intercept": intercept, "n_train": int(n_train), "n_test": int(len(yte)),
                "train_accuracy": train_acc, "train_loss": train_loss, "test_accuracy": test_acc,
                "test_loss": test_loss, "confusion_matrix": cm, "compute_seconds": time.perf_counter() - started}
