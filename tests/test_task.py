@@ -197,7 +197,8 @@ def test_any_number_of_features_and_classes_with_the_schemas_scaling():
     assert out["coef"].shape == (3, 5) and out["intercept"].shape == (3,) and out["train_accuracy"] > 0.7
     assert np.asarray(out["confusion_matrix"]).shape == (3, 3)
     dp = local_train_dp((X, y, 1), None, {"noise_multiplier": 1.0, "sample_rate": 0.5, "steps": 5, "clip": 1.0,
-                                          "lr": 1.0, "l2": 0.0, "n_classes": 3, "scale": config["scale"]})
+                                          "lr": 1.0, "l2": 0.0, "n_classes": 3, "scale": config["scale"],
+                                              "rows": 300})
     assert "error" not in dp and dp["coef"].shape == (3, 5)
     assert "n_classes=3" in local_train((X, y + 1), None, config)["error"]  # a label beyond the schema's classes
     assert "scale must give" in local_train((X, y), None, {**config, "scale": {"low": [0.0], "high": [1.0]}})["error"]

@@ -237,6 +237,7 @@ def launch(
     epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Each datasite's total privacy budget: record-level ε over every call, by every account, across runs and restarts (with --state). Default: 10 for a new state, else the stored budget.", rich_help_panel="Differential privacy"),
     delta: Optional[float] = typer.Option(None, "--delta", min=1e-12, max=0.5, help="δ of the budget (default 1e-5; must be below 1/rows).", rich_help_panel="Differential privacy"),
     no_dp: bool = typer.Option(False, "--no-dp", help="Opt out of differential privacy: release non-private models and local metrics (a researcher can then reconstruct rows of a small data set).", rich_help_panel="Differential privacy"),
+    public_rows: Optional[int] = typer.Option(None, "--public-rows", min=1, help="The row count each private datasite publishes instead of its exact one (fixed when the site is first provisioned). Default: the count rounded to two significant figures.", rich_help_panel="Differential privacy"),
     tls: bool = typer.Option(False, "--tls", help="Serve HTTPS with a self-signed certificate made per datasite (kept in its state); the connection file carries each certificate's SHA-256 fingerprint, which researchers pin.", rich_help_panel="TLS"),
     tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="Serve HTTPS with your own certificate (PEM; with --tls-key).", rich_help_panel="TLS"),
     tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="The private key of --tls-cert (PEM, unencrypted).", rich_help_panel="TLS"),
@@ -273,7 +274,8 @@ def launch(
                               state_dir=state, mock_seed=seed, mock_rows=mock_rows or None,
                               manual_approval=manual_approval, private=not no_dp, epsilon=epsilon, delta=delta,
                               tls=tls, tls_cert=tls_cert, tls_key=tls_key, insecure=insecure,
-                              names=own["names"] if own else None, schema=own["schema"] if own else None)
+                              names=own["names"] if own else None, schema=own["schema"] if own else None,
+                              public_rows=public_rows)
         if insecure and not datasites.tls:
             typer.echo(f"WARNING: --insecure: serving plain HTTP on {host}; passwords and models cross the network "
                        "in clear text unless a TLS proxy sits in front.", err=True)
@@ -728,7 +730,8 @@ def _simulated_guard(config):
         return None
     from .privacy import PrivacyGuard, PrivacyLedger
 
-    return PrivacyGuard(PrivacyLedger.in_memory(config.epsilon, config.delta))
+    classes = len(config.schema["classes"]) if config.schema else 10
+    return PrivacyGuard(PrivacyLedger.in_memory(config.epsilon, config.delta), classes=classes)
 
 
 OWNER_STATE = typer.Option(Path(".fedsyft"), "--state", help="The state folder given to 'fedsyft launch --state'.")
@@ -789,7 +792,7 @@ def budget(state: Path = OWNER_STATE) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .privacy.ledger import LEDGER_FILE, LedgerError, PrivacyLedger
+    from .privacy.ledger import LEDGER_FILE, NEIGHBOURING, LedgerError, PrivacyLedger
 
     folders = sorted(p for p in state.glob("site-*") if (p / "site.json").exists())
     if not folders:
@@ -815,6 +818,7 @@ def budget(state: Path = OWNER_STATE) -> None:
         table.add_row(spec["name"], mode, f"{s['epsilon_budget']:g}", f"{s['epsilon_spent']:.3f}",
                       f"{s['epsilon_remaining']:.3f}", f"{s['delta']:g}", str(s["calls"]), s["last_call"] or "-")
     Console(width=None if sys.stdout.isatty() else 200).print(table)  # no wrapping when piped or logged
+    typer.echo(f"ε is record-level, for neighbouring data sets by {NEIGHBOURING}.")
     if broken:
         fail(broken[0])
 

@@ -257,10 +257,13 @@ def _privacy_section(privacy: dict, rounds: list[RoundRecord]) -> list[str]:
     more = (f"<p class=\"muted\">{len(latest) - SITE_TABLE_MAX:,} more sites not listed.</p>"
             if len(latest) > SITE_TABLE_MAX else "")
     return ["<h2>Privacy</h2>",
-            "<p>Record-level (ε, δ)-differential privacy of everything each site released: DP-SGD on the site "
-            "(Poisson sampling, per-example clipping, Gaussian noise), accounted by the site's own ledger over "
-            "every call it ever served, by any account. Spent ε below is the site's total, as its ledger "
-            "reported it, which includes other runs on the same data.</p>",
+            "<p>Record-level (ε, δ)-differential privacy of everything each site released, for neighbouring "
+            "data sets that differ by adding or removing one record: DP-SGD on the site (Poisson sampling, "
+            "per-example clipping on an integer grid, an exact integer sum, Gaussian noise rounded to the grid), "
+            "accounted by the site's own ledger over every call it ever served, by any account. Public: the "
+            "schema, the mechanism's settings and each site's declared row count (<code>n_train</code>), never "
+            "its exact count. Spent ε below is the site's total, as its ledger reported it, which includes other "
+            "runs on the same data.</p>",
             _table(["mechanism", "value"], mechanism, numeric=False),
             _table(["site", "budget ε", "spent ε", "remaining ε", "δ"], rows) + more if rows else
             "<p>No site reported its ledger.</p>"]

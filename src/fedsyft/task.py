@@ -170,81 +170,121 @@ def local_train_dp(data, global_params, config):
     """Train multinomial logistic regression with DP-SGD on this datasite's private data.
 
     What a private datasite approves. Starts from ``global_params`` (None or ``{}``: zeros)
-    and runs ``config["steps"]`` steps of gradient descent, each on a Poisson sample of
-    the rows (each row joins with probability ``sample_rate``), with every row's
-    gradient clipped to norm ``clip`` and Gaussian noise of standard deviation
-    ``noise_multiplier * clip`` added to the batch's sum (Abadi et al. 2016). Only the
-    noised parameters leave, with ``n_train`` (the row count, public by design): no
-    accuracy, loss, label count or timing, which would need a privacy budget of their own.
+    and runs ``config["steps"]`` steps of projected gradient descent, each on a Poisson
+    sample of the rows (each row joins with probability ``sample_rate``). Every row's
+    gradient is clipped to norm ``clip`` and put on a fixed integer grid, the batch's sum
+    is taken exactly in integers, and Gaussian noise of standard deviation
+    ``noise_multiplier * clip``, rounded to the same grid, is added (Abadi et al. 2016).
+    Only the noised parameters leave, with ``n_train``: the site's *public* row count
+    ``config["rows"]``, which the site's guard fills in (the exact count never leaves).
+
+    Privacy rests on four rules the code below keeps; a data owner can check each:
+
+    1. Every number the researcher sends is checked against a public bound before a row
+       is read, and a refusal's text depends only on what was sent (section 1).
+    2. The arithmetic on private rows is total: float64 with bounded inputs (features in
+       [0, 1], parameters within +-BOUND), so it ends with finite values for every
+       accepted input; no branch, exception or NaN depends on the rows (sections 2-3).
+    3. A row's clipped gradient is an integer vector of norm at most GRID * 255, so the
+       batch's sum is exact (float64 holds integers below 2**53 exactly) and adding or
+       removing one row moves it by at most that: the sensitivity, exactly (section 3).
+    4. The noise is a Gaussian sample rounded to the integer grid, so the released sum
+       is an integer: rounding is post-processing of the Gaussian mechanism, and no low-order
+       floating-point bits of the sample carry information about the rows (Mironov 2012).
+       Everything after the noise (the step, the projection) is post-processing too.
 
     Randomness (sampling and noise) is the site's own: fresh OS entropy on a datasite,
     or ``data[2]`` when an in-process simulation passes a seed. Nothing the researcher
     sends seeds it. The site's privacy guard charges the budget for (noise_multiplier,
-    sample_rate, steps) before this function runs.
-
-    For softmax regression a row's gradient is ``e (x, 1)`` with ``e = p - onehot(y)``, so
-    its norm is ``|e| * sqrt(|x|^2 + 1)`` in closed form: clipping needs no per-row loop.
-
-    Optional ``mu`` (FedProx's proximal term) and ``correction`` (SCAFFOLD's c - c_i) add
-    data-independent terms to each step; they cost no privacy.
+    sample_rate, steps) before this function runs. Optional ``mu`` (FedProx's proximal
+    term) and ``correction`` (SCAFFOLD's c - c_i) add data-independent terms to each step.
     """
     import numpy as np
 
+    BOUND = 1e4     # public bound on every parameter: inputs beyond it are refused, steps are projected onto it
+    GRID = 2 ** 16  # resolution of a row's clipped gradient: its norm is at most GRID * 255 grid units
+    LEVELS = 255    # features enter on the public grid 0, 1/255, ..., 1 (MNIST's pixels exactly)
+
+    # 1. Check every input against public bounds, before any row is read.
+    required = {"noise_multiplier", "sample_rate", "steps", "clip", "lr", "l2", "rows"}
+    optional = {"mu", "correction", "n_classes", "scale"}
+    if not isinstance(config, dict) or not required <= set(config) <= required | optional:
+        return {"error": f"refused: config must have the keys {sorted(required)} and may have {sorted(optional)}"}
+
+    def number(key, low, high, default=None, integer=False):
+        value = config.get(key, default)
+        kind = int if integer else (int, float)
+        if (isinstance(value, bool) or not isinstance(value, kind) or not np.isfinite(value)
+                or not low <= value <= high):
+            raise ValueError(f"config[{key!r}] must be {'an integer' if integer else 'a number'} in [{low:g}, {high:g}]")
+        return value
+
+    def array(value, shape, what, bound):  # finite, of this shape, within +-bound
+        a = np.asarray(value, dtype=np.float64) if isinstance(value, (list, tuple, np.ndarray)) else None
+        if a is None or a.shape != shape or not np.isfinite(a).all() or np.abs(a).max(initial=0) > bound:
+            raise ValueError(f"{what} must be a finite array of shape {shape} within +-{bound:g}")
+        return a
+
+    def params(value, what):  # {"coef" (k, d), "intercept" (k,)}
+        if not isinstance(value, dict) or set(value) != {"coef", "intercept"}:
+            raise ValueError(f"{what} must have exactly the keys coef and intercept")
+        return array(value["coef"], (k, d), f"{what} coef", BOUND), array(value["intercept"], (k,), f"{what} intercept", BOUND)
+
     try:
-        required = {"noise_multiplier", "sample_rate", "steps", "clip", "lr", "l2"}
-        optional = {"mu", "correction", "n_classes", "scale"}
-        if not isinstance(config, dict) or not required <= set(config) <= required | optional:
-            raise ValueError(f"config must have the keys {sorted(required)} and may have {sorted(optional)}")
-        sigma, q, clip = float(config["noise_multiplier"]), float(config["sample_rate"]), float(config["clip"])
-        steps, lr, l2, mu = int(config["steps"]), float(config["lr"]), float(config["l2"]), float(config.get("mu", 0))
-        if not (0 <= sigma <= 1e4 and 0 < q <= 1 and 1 <= steps <= 10000 and 0 < clip <= 1e4
-                and 0 < lr <= 1e3 and 0 <= l2 < 1e3 and 0 <= mu <= 1e3):
-            raise ValueError("config out of range: noise_multiplier [0, 1e4], sample_rate (0, 1], steps 1-10000, "
-                             "clip (0, 1e4], lr (0, 1e3], l2 [0, 1e3), mu [0, 1e3]")
-        X, y = data[0], np.asarray(data[1])
-        rng = np.random.default_rng(data[2] if len(data) > 2 else None)
-        (n, d), k = X.shape, int(config.get("n_classes", 10))
-        if not (2 <= k <= 1000 and y.min() >= 0 and y.max() < k):
-            raise ValueError(f"labels must be class indices below n_classes={k} (2-1000)")
-        low, span = np.zeros(d, np.float32), np.full(d, 255, np.float32)  # MNIST: pixels / 255
+        sigma, q = number("noise_multiplier", 0, 1e4), number("sample_rate", 1e-6, 1)
+        steps, rows = number("steps", 1, 10_000, integer=True), number("rows", 1, 10 ** 8, integer=True)
+        clip, lr = number("clip", 1e-6, 1e4), number("lr", 1e-9, 1e3)
+        l2, mu, k = number("l2", 0, 1e3), number("mu", 0, 1e3, default=0), number("n_classes", 2, 1000, 10, True)
+        d = int(data[0].shape[1])  # the feature count: public (the federation's schema)
+        low, high = np.zeros(d), np.full(d, float(LEVELS))  # default: MNIST's pixels / 255
         if "scale" in config:  # the federation's public schema: (x - low) / (high - low), clipped to [0, 1]
-            low = np.asarray(config["scale"]["low"], np.float32)
-            span = np.asarray(config["scale"]["high"], np.float32) - low
-            if low.shape != (d,) or span.shape != (d,) or not np.isfinite(span).all():
-                raise ValueError(f"scale must give low and high for the {d} features")
+            scale = config["scale"]
+            if not isinstance(scale, dict) or set(scale) != {"low", "high"}:
+                raise ValueError("scale must have exactly the keys low and high")
+            low, high = (array(scale[key], (d,), f"scale {key}", 1e12) for key in ("low", "high"))
+            if (high < low).any():
+                raise ValueError("scale high must be at least scale low")
+        W, b = params(global_params, "global params") if global_params else (np.zeros((k, d)), np.zeros(k))
+        shift_W, shift_b = params(config["correction"], "correction") if "correction" in config else (0.0, 0.0)
+    except (ValueError, TypeError, AttributeError, IndexError) as e:
+        return {"error": f"refused: {e}"}
 
-        def arrays(params, what):  # {"coef" (k, d), "intercept" (k,)}, checked
-            if set(params) != {"coef", "intercept"}:
-                raise ValueError(f"{what} must have exactly the keys coef and intercept")
-            coef, intercept = np.array(params["coef"], np.float32), np.array(params["intercept"], np.float32)
-            if coef.shape != (k, d) or intercept.shape != (k,):
-                raise ValueError(f"{what} must be coef ({k}, {d}) and intercept ({k},)")
-            if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
-                raise ValueError(f"{what} contains NaN or inf")
-            return coef, intercept
+    # 2. Features on the public grid: integers 0..255 (a row's gradient is e (x, 1) = e (Xh / 255)).
+    span = high - low
+    used, safe_span = span > 0, np.where(span > 0, span, 1.0)
 
-        zeros = (np.zeros((k, d), np.float32), np.zeros(k, np.float32))
-        W, b = arrays(global_params, "global params") if global_params else zeros  # None or {}: from zeros
-        W0, b0 = W.copy(), b.copy()
-        # FedProx's proximal term and SCAFFOLD's correction c - c_i: data-independent, so free of privacy cost.
-        shift_W, shift_b = arrays(config["correction"], "correction") if "correction" in config else zeros
-        for _ in range(steps):
-            batch = np.flatnonzero(rng.random(n) < q)
-            Xb = np.clip((X[batch].astype(np.float32) - low) / np.where(span > 0, span, 1), 0, 1) * (span > 0)
-            logits = Xb @ W.T + b
-            e = np.exp(logits - logits.max(axis=1, keepdims=True))
-            e /= e.sum(axis=1, keepdims=True)
-            e[np.arange(len(batch)), y[batch]] -= 1  # e = softmax - onehot: the per-row gradient is e (x, 1)
-            norms = np.sqrt((e * e).sum(axis=1) * ((Xb * Xb).sum(axis=1) + 1))
-            e *= np.minimum(1, clip / np.maximum(norms, 1e-12))[:, None].astype(np.float32)
-            grad_W = e.T @ Xb + rng.normal(0, sigma * clip, W.shape)
-            grad_b = e.sum(axis=0) + rng.normal(0, sigma * clip, b.shape)
-            # Divide by the expected batch size q*n (public), not the sampled one (private).
-            W = (W - lr * (grad_W / (q * n) + l2 * W + mu * (W - W0) + shift_W)).astype(np.float32)
-            b = (b - lr * (grad_b / (q * n) + mu * (b - b0) + shift_b)).astype(np.float32)
-        return {"coef": W, "intercept": b, "n_train": int(n)}
-    except Exception as e:  # report, do not raise: PySyft would drop the message
-        return {"error": f"{type(e).__name__}: {e}"}
+    def on_grid(rows_X):  # (b, d) -> (b, d + 1) float64 integers, the last column the intercept's 255
+        x = np.clip((rows_X.astype(np.float64) - low) / safe_span, 0.0, 1.0) * used
+        return np.hstack([np.rint(x * LEVELS), np.full((len(x), 1), float(LEVELS))])
+
+    # 3. DP-SGD steps: clipped integer gradients, exact sum, rounded Gaussian noise, projection.
+    try:
+        with np.errstate(all="ignore"):  # nothing below can overflow; warnings would print to the site's log
+            X, y = data[0], np.asarray(data[1])
+            rng = np.random.default_rng(data[2] if len(data) > 2 else None)
+            n, classes = len(y), np.arange(k)
+            W0, b0 = W.copy(), b.copy()
+            sensitivity = float(GRID * LEVELS)      # one row's largest gradient norm, in grid units
+            slack = np.sqrt(k) / 2                  # rounding e's k entries moves its norm by at most this
+            for _ in range(steps):
+                batch = np.flatnonzero(rng.random(n) < q)
+                Xh = on_grid(X[batch])
+                logits = Xh[:, :d] @ W.T / LEVELS + b  # |logits| <= (d + 1) * BOUND: finite
+                p = np.exp(logits - logits.max(axis=1, keepdims=True))
+                e = p / p.sum(axis=1, keepdims=True) - (y[batch, None] == classes)  # softmax - onehot, in [-1, 1]
+                # Row i's gradient is (clip / sensitivity) * E_i (x) Xh_i with E_i = rint(GRID e_i / clip), shrunk
+                # first so that after rounding |E_i| |Xh_i| <= sensitivity holds exactly (|Xh_i| >= 255).
+                allowed = np.maximum(sensitivity / np.sqrt((Xh * Xh).sum(axis=1)) * (1 - 1e-9) - slack, 0)
+                E = e * (GRID / clip)
+                E = np.rint(E * np.minimum(1, allowed / np.maximum(np.sqrt((E * E).sum(axis=1)), 1e-300))[:, None])
+                total = E.T @ Xh  # integers below 2**53: exact, whatever the summation order
+                noisy = total + np.rint(rng.normal(0, sigma * sensitivity, total.shape))
+                grad = noisy * (clip / sensitivity) / (q * rows)  # post-processing of an integer from here on
+                W = np.clip(W - lr * (grad[:, :d] + l2 * W + mu * (W - W0) + shift_W), -BOUND, BOUND)
+                b = np.clip(b - lr * (grad[:, d] + mu * (b - b0) + shift_b), -BOUND, BOUND)
+            return {"coef": W.astype(np.float32), "intercept": b.astype(np.float32), "n_train": int(rows)}
+    except Exception:  # unreachable for accepted inputs; a fixed text, never the rows' doing
+        return {"error": "local_train_dp failed"}
 
 
 #: The approved training functions by name: the non-private one and the DP one.

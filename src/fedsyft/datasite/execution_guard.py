@@ -83,14 +83,15 @@ def install(guard: PrivacyGuard, dp_code_sha256: str, mock: Any) -> None:
                                                "allow-listed local_train_dp may read its data"})
         ran: dict[str, Any] = {}
 
-        def train() -> Any:
-            ran["output"] = original(code_item, kwargs, context)
+        def train(prepared: dict) -> Any:  # the guard's config: with the site's public row count
+            ran["output"] = original(code_item, {**kwargs, "config": prepared}, context)
             return ran["output"].result
 
         config = getattr(kwargs.get("config"), "syft_action_data", kwargs.get("config"))
         result = guard.run(config, train, requester=_requester(context))
         if "output" in ran:
-            ran["output"].result = result
+            # Whatever the function printed while reading private rows stays on the site.
+            ran["output"].result, ran["output"].stdout, ran["output"].stderr = result, "", ""
             return ran["output"]
         return answer(code_item, result)
 

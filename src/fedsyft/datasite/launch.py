@@ -30,6 +30,7 @@ from ..connection import SITES_FILE, SiteCredentials, write_sites_file
 from ..data import MNIST, Images
 from ..mock import DEFAULT_MOCK_ROWS
 from ..partition import iid, make_partition
+from ..privacy.guard import public_row_count
 
 DEFAULT_PORT_BASE = 54879
 #: A private datasite's budget when the owner sets none: record-level ε over all calls, at δ.
@@ -141,6 +142,9 @@ class Datasites:
     schema : a tabular federation's public schema (:meth:`fedsyft.schema.Schema.to_dict`),
         published in the connection file; the shards then hold float32 features and class
         indices into its classes. None: MNIST.
+    public_rows : the row count each private site publishes instead of its exact one (one
+        value for all sites or one per site; None: the count rounded to two significant
+        figures, :func:`fedsyft.privacy.guard.public_row_count`). Fixed when a site is provisioned.
     """
 
     def __init__(self, shards: list[Images] | None, *, n_sites: int | None = None, port_base: int = DEFAULT_PORT_BASE,
@@ -149,7 +153,7 @@ class Datasites:
                  ready_timeout: float = READY_TIMEOUT, private: bool | list[bool] = True,
                  epsilon: float | None = None, delta: float | None = None, tls: bool = False,
                  tls_cert: Path | None = None, tls_key: Path | None = None, insecure: bool = False,
-                 schema: dict | None = None):
+                 schema: dict | None = None, public_rows: int | list[int | None] | None = None):
         n_sites = len(shards) if shards is not None else n_sites
         if not n_sites or n_sites < 1:
             raise LaunchError("need at least one datasite")
@@ -170,6 +174,9 @@ class Datasites:
         if delta is not None and not 0 < delta < 1:
             raise LaunchError(f"--delta must be between 0 and 1, got {delta}")
         self.epsilon, self.delta, self.schema = epsilon, delta, schema
+        self.public_rows = public_rows if isinstance(public_rows, list) else [public_rows] * n_sites
+        if len(self.public_rows) != n_sites or any(r is not None and (int(r) != r or r < 1) for r in self.public_rows):
+            raise LaunchError(f"--public-rows must be one positive integer, or one per site ({n_sites})")
         if (tls_cert is None) != (tls_key is None):
             raise LaunchError("--tls-cert and --tls-key go together")
         self.tls = tls or tls_cert is not None
@@ -234,9 +241,12 @@ class Datasites:
         if not secrets_file.exists():
             _write_private(secrets_file, json.dumps(_new_secrets()))
         site_secrets = json.loads(secrets_file.read_text())
+        public_rows = None
         if not (state / "provisioned").exists():
             if self.shards is None:
                 raise LaunchError(f"{name} has no data yet and no shard was given")
+            check_shard(name, self.shards[i], len(self.schema["classes"]) if self.schema else 10)
+            public_rows = self.public_rows[i] or public_row_count(len(self.shards[i]))
             with open(state / "shard.npz", "wb") as f:
                 np.savez(f, X=self.shards[i].X, y=self.shards[i].y)
             os.chmod(state / "shard.npz", 0o600)
@@ -248,7 +258,8 @@ class Datasites:
                else {"self_signed": True} if self.tls else None)
         spec = {"name": name, "host": self.host, "port": port, "parent_pid": os.getpid(),
                 "mock_seed": self.mock_seed + i, "mock_rows": self.mock_rows, "manual_approval": self.manual_approval,
-                "privacy": self._privacy_spec(i, name, state), "tls": tls, "schema": self.schema}
+                "privacy": self._privacy_spec(i, name, state), "tls": tls, "schema": self.schema,
+                "public_rows": public_rows}
         (state / "site.json").write_text(json.dumps(spec, indent=2))
         log = open(state / "server.log", "ab")
         # One BLAS thread per datasite (faster on 2 cores); set before the child loads numpy.
@@ -358,6 +369,27 @@ def _last_line(path: Path) -> str:
     except OSError:
         return "no log"
     return lines[-1].strip()[:300] if lines else "no output"
+
+
+#: Most rows a datasite may hold: DP-SGD's integer sums stay exact in float64 (below 2**53) up to here.
+MAX_ROWS = 10 ** 8
+
+
+def check_shard(name: str, shard: Images, classes: int) -> None:
+    """Check a site's private data once, before it is provisioned: the DP function then never needs to.
+
+    Labels must be class indices below ``classes``, features finite, and the rows at most
+    :data:`MAX_ROWS`; :class:`LaunchError` names what is wrong (nothing starts).
+    """
+    X, y = np.asarray(shard.X), np.asarray(shard.y)
+    if X.ndim != 2 or y.shape != (len(X),):
+        raise LaunchError(f"{name}: the data must be a 2-D table of features with one label per row")
+    if not 1 <= len(y) <= MAX_ROWS:
+        raise LaunchError(f"{name}: {len(y)} rows; a datasite holds 1 to {MAX_ROWS:,}")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= classes:
+        raise LaunchError(f"{name}: labels must be class indices 0..{classes - 1}")
+    if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
+        raise LaunchError(f"{name}: the features contain NaN or infinity")
 
 
 def shard_mnist(mnist: MNIST, n_sites: int, seed: int, partition: str = "iid", **settings) -> list[Images]:

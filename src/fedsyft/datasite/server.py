@@ -62,19 +62,20 @@ def _provision(root, spec: dict, secrets: dict, state: Path) -> None:
     with np.load(state / "shard.npz", allow_pickle=False) as f:
         shard = Images(f["X"], f["y"])
     schema = spec.get("schema")
-    mock = synthetic_mock(shard, seed=int(spec["mock_seed"]), rows=spec.get("mock_rows"), schema=schema)
+    public_rows = int(spec["public_rows"])  # what the site says of its size: never the exact count
+    mock = synthetic_mock(shard, seed=int(spec["mock_seed"]), rows=spec.get("mock_rows") or public_rows, schema=schema)
     what = (f"private rows of {len(schema['features'])} numeric features and {len(schema['classes'])} classes "
             f"(X float32, y int64: class indices into the schema's classes)" if schema
             else "private MNIST images (X uint8 [n, 784], y int64 [n])")
     root.upload_dataset(sy.Dataset(
         name=DATASET_NAME,
-        description=f"{spec['name']}: {len(shard)} {what}; the mock is {len(mock)} rows of random noise "
+        description=f"{spec['name']}: about {public_rows:,} {what}; the mock is {len(mock)} rows of random noise "
                     "with the same columns, dtypes and label set.",
         asset_list=[sy.Asset(name=ASSET_NAME, data=(shard.X, shard.y), mock=(mock.X, mock.y))],
     ))
-    # The row count is public (the description says it, every call returns it); the privacy
-    # guard's status reports it so that researchers can size DP-SGD's batches.
-    (state / DATASET_INFO).write_text(json.dumps({"rows": len(shard)}))
+    # The public row count (the description says it, every call returns it as n_train); the
+    # privacy guard's status reports it so that researchers can size DP-SGD's batches.
+    (state / DATASET_INFO).write_text(json.dumps({"public_rows": public_rows}))
 
 
 def _guard_private_data(state: Path, spec: dict, assets: list, audit) -> dict:
@@ -94,10 +95,13 @@ def _guard_private_data(state: Path, spec: dict, assets: list, audit) -> dict:
                                                DATASET_NAME, create=not marker.exists())
     marker.touch()
     try:
-        rows = json.loads((state / DATASET_INFO).read_text())["rows"]
-    except (OSError, ValueError, KeyError):  # provisioned by an older fedsyft: the researcher uses the defaults
+        info = json.loads((state / DATASET_INFO).read_text())
+        # Provisioned by an earlier fedsyft, which published the exact count: that one stays the public one.
+        rows = int(info.get("public_rows", info.get("rows")))
+    except (OSError, ValueError, KeyError, TypeError):  # older still: refuse until the owner re-provisions
         rows = None
-    guard = PrivacyGuard(ledger, record=audit.event, rows=rows)
+    schema = spec.get("schema")
+    guard = PrivacyGuard(ledger, record=audit.event, rows=rows, classes=len(schema["classes"]) if schema else 10)
     guard.note("privacy_budget", detail=what)
     [asset] = assets
     with contextlib.redirect_stdout(io.StringIO()):

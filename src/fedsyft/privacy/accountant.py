@@ -2,8 +2,16 @@
 
 Nothing here is a hand-written bound: every ε comes from ``dp_accounting.rdp.RdpAccountant``
 composing ``PoissonSampledDpEvent(q, GaussianDpEvent(σ))`` once per step, and the noise for
-a target ε from ``dp_accounting.calibrate_dp_mechanism``. Record-level, add-or-remove-one
-neighbouring data sets, as DP-SGD's analysis assumes.
+a target ε from ``dp_accounting.calibrate_dp_mechanism``.
+
+The neighbouring relation is **add-or-remove-one record**, as DP-SGD's analysis assumes, and
+it matches what a site releases: the function divides by the site's *public* row count and
+returns it, never the exact one. Charges made by fedsyft before that (its answers carried
+the exact count, so only replace-one neighbours were consistent with them) are accounted as
+:data:`REPLACE_ONE`: one record replaced can move the clipped sum by 2·clip, and by joint
+quasi-convexity of the Rényi divergence (van Erven and Harremoës 2014) a Poisson-sampled step
+is then no worse than the plain Gaussian mechanism at σ/2 (no amplification by sampling is
+claimed, so the bound only overstates).
 """
 
 from __future__ import annotations
@@ -30,6 +38,13 @@ def _dp():
     return dp_accounting
 
 
+#: The neighbouring relation of every charge fedsyft makes now, and of the ε it reports.
+ADD_OR_REMOVE = "add-or-remove-one"
+#: The relation of charges made while answers carried the exact row count (fedsyft before 2026-12).
+REPLACE_ONE = "replace-one"
+RELATIONS = (ADD_OR_REMOVE, REPLACE_ONE)
+
+
 @dataclass(frozen=True)
 class Mechanism:
     """What one DP-SGD call executes: ``steps`` Poisson-sampled Gaussian steps.
@@ -39,11 +54,14 @@ class Mechanism:
     noise_multiplier : σ, the Gaussian noise's standard deviation relative to the clip norm.
     sample_rate : q, each row's probability of being in a step's batch (Poisson sampling).
     steps : the number of noisy gradient steps.
+    relation : :data:`ADD_OR_REMOVE` (what a site runs now) or :data:`REPLACE_ONE` (an earlier
+        fedsyft's charge, accounted conservatively: see the module's docstring).
     """
 
     noise_multiplier: float
     sample_rate: float
     steps: int
+    relation: str = ADD_OR_REMOVE
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier >= 0):
@@ -52,10 +70,14 @@ class Mechanism:
             raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate}")
         if int(self.steps) != self.steps or self.steps < 1:
             raise ValueError(f"steps must be a positive integer, got {self.steps}")
+        if self.relation not in RELATIONS:
+            raise ValueError(f"relation must be one of {RELATIONS}, got {self.relation!r}")
 
     def event(self) -> "dp_accounting.DpEvent":  # noqa: F821
-        """The ``dp-accounting`` event of this mechanism."""
+        """The ``dp-accounting`` event of this mechanism, under add-or-remove-one neighbours."""
         dp = _dp()
+        if self.relation == REPLACE_ONE:  # sensitivity 2·clip, no amplification by sampling claimed
+            return dp.SelfComposedDpEvent(dp.GaussianDpEvent(self.noise_multiplier / 2), int(self.steps))
         step = dp.PoissonSampledDpEvent(self.sample_rate, dp.GaussianDpEvent(self.noise_multiplier))
         return dp.SelfComposedDpEvent(step, int(self.steps))
 
@@ -65,8 +87,8 @@ def _composed(mechanisms: Iterable[Mechanism]) -> "dp_accounting.DpEvent":  # no
     # keeps a ledger of thousands of calls as cheap as one.
     steps = Counter()
     for m in mechanisms:
-        steps[(m.noise_multiplier, m.sample_rate)] += int(m.steps)
-    return _dp().ComposedDpEvent([Mechanism(s, q, n).event() for (s, q), n in sorted(steps.items())])
+        steps[(m.noise_multiplier, m.sample_rate, m.relation)] += int(m.steps)
+    return _dp().ComposedDpEvent([Mechanism(s, q, n, r).event() for (s, q, r), n in sorted(steps.items())])
 
 
 def epsilon_spent(mechanisms: Iterable[Mechanism], delta: float) -> float:

@@ -28,8 +28,25 @@ from .ledger import Charge, LedgerError, PrivacyLedger
 #: The keys of the private training function's config (see ``task.local_train_dp``).
 DP_CONFIG_KEYS = frozenset({"noise_multiplier", "sample_rate", "steps", "clip", "lr", "l2"})
 #: Keys it may also carry, all data-independent and so free of privacy cost: the strategy's terms
-#: (FedProx, SCAFFOLD) and the federation's public schema (class count, feature scaling).
-DP_OPTIONAL_KEYS = frozenset({"mu", "correction", "n_classes", "scale"})
+#: (FedProx, SCAFFOLD), the federation's public schema (class count, feature scaling) and the
+#: site's public row count, which the guard fills in.
+DP_OPTIONAL_KEYS = frozenset({"mu", "correction", "n_classes", "scale", "rows"})
+#: Default class count of the training functions (MNIST's digits).
+DEFAULT_CLASSES = 10
+
+
+def public_row_count(rows: int) -> int:
+    """The row count a datasite publishes by default: ``rows`` rounded to two significant figures.
+
+    The exact count never leaves a private site: it would tell an adversary who knows every other
+    row whether one more is there, which add-or-remove-one neighbours must hide. Its answers carry
+    this figure instead and DP-SGD divides by it. It is a public fact the owner declares (as the
+    schema is), not covered by ε, and says no more than "about 30,000 rows"; an owner whose even
+    rounded size is secret declares another (``fedsyft launch --public-rows``).
+    """
+    if int(rows) != rows or rows < 1:
+        raise ValueError(f"rows must be a positive integer, got {rows}")
+    return max(1, int(float(f"{int(rows):.2g}")))
 PLAN_KEYS = frozenset({"query", "noise_multiplier", "sample_rate", "steps", "calls"})
 
 
@@ -71,13 +88,17 @@ def _fmt(status: dict) -> str:
 class PrivacyGuard:
     """Enforces a :class:`PrivacyLedger`'s budget; ``record`` (optional) is told of every debit and refusal.
 
-    ``rows``, the data set's row count, is public (every call returns it as ``n_train``);
-    the status answer includes it so that a researcher can size DP-SGD's batches.
+    ``rows`` is the data set's *public* row count (:func:`public_row_count`, or the owner's
+    declared figure): the guard hands it to the training function, which divides by it and
+    returns it as ``n_train``, and the status answer includes it so that a researcher can size
+    DP-SGD's batches. ``classes``, the data set's class count (public: the schema), is the only
+    ``n_classes`` a call may name.
     """
 
     ledger: PrivacyLedger
     record: Callable[[str, dict], None] | None = None
     rows: int | None = None
+    classes: int = DEFAULT_CLASSES
 
     def note(self, kind: str, **fields: Any) -> None:
         """Tell ``record`` of an event (a debit, a refusal) for the audit log."""
@@ -106,6 +127,20 @@ class PrivacyGuard:
         raise PrivacyRefusal("a query must be {'query': 'status'} or {'query': 'plan', noise_multiplier, "
                              "sample_rate, steps, calls}")
 
+    def prepared(self, config: dict) -> dict:
+        """The config the training function runs with: the caller's, with this site's public row count.
+
+        Raises :class:`PrivacyRefusal` (before anything is charged) when the call names another
+        class count or row count than the site's public ones.
+        """
+        if self.rows is None:
+            raise PrivacyRefusal("this site has no public row count; its owner must relaunch it")
+        if config.get("rows", self.rows) != self.rows:
+            raise PrivacyRefusal(f"config['rows'] must be this site's public row count {self.rows} (or left out)")
+        if config.get("n_classes", DEFAULT_CLASSES) != self.classes:
+            raise PrivacyRefusal(f"config['n_classes'] must be this site's class count {self.classes}")
+        return {**config, "rows": self.rows}
+
     def admit(self, config: Any, requester: str = "") -> dict:
         """Charge one private training call, durably, before it runs.
 
@@ -116,6 +151,7 @@ class PrivacyGuard:
         """
         try:
             mechanism = mechanism_of(config)
+            self.prepared(config)
             with self.ledger.transaction() as state:
                 before = state.summary()
                 after = state.spent([mechanism])
@@ -135,9 +171,10 @@ class PrivacyGuard:
                   sample_rate=charge.sample_rate, steps=charge.steps, epsilon_spent=after)
         return report
 
-    def run(self, config: Any, train: Callable[[], dict], requester: str = "") -> dict:
-        """Answer a query, or admit a call and run ``train`` with it; refusals come back as ``{"error": ...}``.
+    def run(self, config: Any, train: Callable[[dict], dict], requester: str = "") -> dict:
+        """Answer a query, or admit a call and run ``train(config)`` with it; refusals come back as ``{"error": ...}``.
 
+        ``train`` receives the config to run (:meth:`prepared`: with the public row count).
         This is how a private call looks to its caller on a datasite and in a simulation alike.
         """
         try:
@@ -148,7 +185,7 @@ class PrivacyGuard:
             return {"error": str(e), "privacy": e.status}
         except LedgerError as e:
             return {"error": str(e)}
-        out = train()
+        out = train(self.prepared(config))
         if isinstance(out, dict):
             out = {**out, "privacy": report}
         return out

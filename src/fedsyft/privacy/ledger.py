@@ -18,6 +18,7 @@ Durability and failure rules (what the owner relies on):
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -30,10 +31,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .accountant import Mechanism, epsilon_spent
+from .accountant import ADD_OR_REMOVE, REPLACE_ONE, Mechanism, epsilon_spent
 
 LEDGER_FILE = "privacy_ledger.json"
-FORMAT = "fedsyft-privacy-ledger/1"
+FORMAT = "fedsyft-privacy-ledger/2"
+#: Ledgers of fedsyft before the public row count: their charges are re-accounted as replace-one.
+LEGACY_FORMAT = "fedsyft-privacy-ledger/1"
+#: What ε refers to, written into the ledger and shown by ``fedsyft budget``.
+NEIGHBOURING = ("add-or-remove-one record; public: the schema, the mechanism's settings and the row "
+                "count the site declares (not its exact count)")
 
 _thread_locks: dict[str, threading.Lock] = {}
 _thread_locks_guard = threading.Lock()
@@ -57,10 +63,11 @@ class Charge:
     requester: str = ""
     time: str = field(default_factory=_now)
     call: str = field(default_factory=lambda: uuid.uuid4().hex)
+    relation: str = ADD_OR_REMOVE
 
     @property
     def mechanism(self) -> Mechanism:
-        return Mechanism(self.noise_multiplier, self.sample_rate, self.steps)
+        return Mechanism(self.noise_multiplier, self.sample_rate, self.steps, self.relation)
 
 
 @dataclass
@@ -81,10 +88,15 @@ class LedgerState:
         spent = self.spent()
         return {"epsilon_budget": self.epsilon_budget, "epsilon_spent": spent,
                 "epsilon_remaining": max(0.0, self.epsilon_budget - spent), "delta": self.delta,
-                "calls": len(self.charges), "last_call": self.charges[-1].time if self.charges else None}
+                "calls": len(self.charges), "last_call": self.charges[-1].time if self.charges else None,
+                "neighbouring": NEIGHBOURING}
+
+    def legacy_charges(self) -> int:
+        """How many charges were made under the earlier relation (re-accounted as replace-one)."""
+        return sum(c.relation == REPLACE_ONE for c in self.charges)
 
     def to_json(self) -> str:
-        body = {"format": FORMAT, "dataset": self.dataset, "created": self.created,
+        body = {"format": FORMAT, "neighbouring": NEIGHBOURING, "dataset": self.dataset, "created": self.created,
                 "epsilon_budget": self.epsilon_budget, "delta": self.delta,
                 "charges": [asdict(c) for c in self.charges]}
         return json.dumps({**body, "sha256": _digest(body)}, indent=1)
@@ -94,12 +106,14 @@ class LedgerState:
         try:
             doc = json.loads(text)
             body = {k: v for k, v in doc.items() if k != "sha256"}
-            if doc.get("format") != FORMAT:
+            if doc.get("format") not in (FORMAT, LEGACY_FORMAT):
                 raise ValueError(f"format is {doc.get('format')!r}, not {FORMAT!r}")
             if doc.get("sha256") != _digest(body):
                 raise ValueError("its checksum does not match its content")
+            # An earlier fedsyft released the exact row count with every answer: its charges count as replace-one.
+            legacy = {"relation": REPLACE_ONE} if doc["format"] == LEGACY_FORMAT else {}
             state = cls(epsilon_budget=float(doc["epsilon_budget"]), delta=float(doc["delta"]),
-                        charges=[Charge(**c) for c in doc["charges"]], dataset=str(doc["dataset"]),
+                        charges=[Charge(**{**c, **legacy}) for c in doc["charges"]], dataset=str(doc["dataset"]),
                         created=str(doc["created"]))
             _check_budget(state.epsilon_budget, state.delta)
             for c in state.charges:
@@ -152,18 +166,26 @@ class PrivacyLedger:
             with ledger.transaction() as state:
                 state.epsilon_budget, state.delta, state.dataset = epsilon, delta, dataset
             return ledger, f"new privacy budget ε={epsilon:g} at δ={delta:g}"
+        legacy = LEGACY_FORMAT in ledger.path.read_text(errors="replace")[:200]
         with ledger.transaction() as state:
             changed = []
+            if legacy:  # rewritten in the new format below, with each old charge marked replace-one
+                as_before = epsilon_spent([dataclasses.replace(c.mechanism, relation=ADD_OR_REMOVE)
+                                           for c in state.charges], state.delta)
+                changed.append(f"{state.legacy_charges()} charges of an earlier fedsyft, which released the exact "
+                               f"row count, re-accounted as replace-one: ε spent {as_before:.3f} -> {state.spent():.3f}")
+            owner = []
             if epsilon is not None and epsilon != state.epsilon_budget:
                 _check_budget(epsilon, state.delta)
-                changed.append(f"ε {state.epsilon_budget:g} -> {epsilon:g}")
+                owner.append(f"ε {state.epsilon_budget:g} -> {epsilon:g}")
                 state.epsilon_budget = epsilon
             if delta is not None and delta != state.delta:
                 _check_budget(state.epsilon_budget, delta)
-                changed.append(f"δ {state.delta:g} -> {delta:g}")
+                owner.append(f"δ {state.delta:g} -> {delta:g}")
                 state.delta = delta
             spent = state.spent()
-        what = f"budget changed by the owner ({', '.join(changed)})" if changed else "budget kept"
+        what = (f"budget changed by the owner ({', '.join(owner)})" if owner else "budget kept") + \
+            "".join(f"; {c}" for c in changed)
         return ledger, f"{what}: ε={state.epsilon_budget:g} at δ={state.delta:g}, {spent:.3f} spent"
 
     @contextmanager
@@ -184,12 +206,11 @@ class PrivacyLedger:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 try:
                     if self.path.exists():
-                        state = self._read()
+                        state, before = self._read(), self.path.read_text()
                     else:  # only open_or_create gets here with a new file to make
-                        state = LedgerState(epsilon_budget=1.0, delta=0.5)
-                    before = state.to_json()
+                        state, before = LedgerState(epsilon_budget=1.0, delta=0.5), None
                     yield state
-                    if state.to_json() != before:
+                    if state.to_json() != before:  # also rewrites a legacy ledger in the current format
                         self._write(state)
                 finally:
                     fcntl.flock(lock, fcntl.LOCK_UN)

@@ -123,4 +123,4 @@ class PrivatePlan:
         return {"epsilon": self.epsilon, "delta": self.delta, "rounds": self.rounds,
                 "noise_multiplier": self.noise_multiplier, "clip": self.clip, "sample_rate": self.sample_rate,
                 "steps_per_round": self.steps, "lr": self.step_size, "lr_auto": self.lr is None, "l2": self.l2,
-                "accountant": "RDP (dp-accounting)"}
+                "accountant": "RDP (dp-accounting), add-or-remove-one record"}

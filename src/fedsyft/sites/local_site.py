@@ -12,7 +12,7 @@ from threadpoolctl import ThreadpoolController
 
 from ..aggregate import Params
 from ..data import Images
-from ..privacy.guard import PrivacyGuard
+from ..privacy.guard import PrivacyGuard, public_row_count
 from ..task import TRAINING_FUNCTIONS, is_private_config
 from .base import SiteError, SiteResult, parse_output, payload_bytes
 from .simulation import load_training_libraries
@@ -77,7 +77,7 @@ class LocalSite:
         self.data = data
         self.privacy = privacy
         if privacy is not None and privacy.rows is None:
-            privacy.rows = len(data)  # public, as on a datasite: what a private run sizes its batches by
+            privacy.rows = public_row_count(len(data))  # as on a datasite: the exact count stays private
         self._entropy = np.random.SeedSequence(seed) if seed is not None else None
         self.engine = None
 
@@ -93,8 +93,8 @@ class LocalSite:
             if self.privacy is None:
                 raise SiteError(self.name, "this site is not private: it runs local_train, not local_train_dp")
             randomness = self._site_randomness()
-            out = self.privacy.run(dict(config), lambda: self._run("local_train_dp", global_params, config,
-                                                                   randomness, worker),
+            out = self.privacy.run(dict(config), lambda prepared: self._run("local_train_dp", global_params, prepared,
+                                                                            randomness, worker),
                                    requester="simulation")
         else:
             if self.privacy is not None:
@@ -134,7 +134,7 @@ class LocalSite:
             return {"error": "this site is not private"}
         if not isinstance(query, dict) or "query" not in query:  # a training config here would be charged
             return {"error": "not a query: pass {'query': 'status'} or a plan"}
-        return self.privacy.run(query, lambda: {"error": "not a query"})
+        return self.privacy.run(query, lambda _: {"error": "not a query"})
 
     def __repr__(self) -> str:
         return f"LocalSite({self.name!r}, n={len(self.data)})"
