@@ -303,16 +303,42 @@ def bench_privacy(mnist) -> dict:
 
     X, y = mnist.train.X[:40], mnist.train.y[:40]
     open_rows, open_labels = recovered(*attack_non_private(lambda p, c: local_train((X, y), p, c)), X, y)
-    guard = PrivacyGuard(PrivacyLedger.in_memory(10.0, 1e-5))
+    guard = PrivacyGuard(PrivacyLedger.in_memory(10.0, 1e-5), rows=40)
     sigma = noise_multiplier_for(10.0, 1.0, 20, 1e-5)
-    images, labels, answers = attack_private(lambda p, c: guard.run(c, lambda: local_train_dp((X, y), p, c)), sigma)
+    images, labels, answers = attack_private(
+        lambda p, c: guard.run(c, lambda prepared: local_train_dp((X, y), p, prepared)), sigma)
     dp_rows, dp_labels = recovered(images, labels, X, y)
     attack = {"rows": 40, "no_dp": {"calls": 60, "rows_recovered": open_rows, "labels_recovered": open_labels},
               "dp_budget_10": {"calls_served": sum("error" not in a for a in answers),
                                "refused_after": answers[-1].get("error", ""), "rows_recovered": dp_rows,
                                "labels_of_nearest_reconstruction": dp_labels}}
     print(f"  attack: no DP {open_rows:.0%} rows; DP {dp_rows:.0%} rows", flush=True)
+    attack["membership_overflow"] = _membership(mnist)
     return {"rounds": PRIVACY_ROUNDS, "sweep": sweep, "attack": attack, "datasites": _private_round_cost()}
+
+
+def _membership(mnist) -> dict:
+    """The float32-overflow membership attack (tests/membership.py), 40 members and 40 outsiders, in process."""
+    import warnings
+
+    from legacy_dp import legacy_local_train_dp
+    from membership import membership_attack
+
+    from fedsyft.task import local_train_dp
+
+    X, y, outsiders = mnist.train.X[:40], mnist.train.y[:40], mnist.train.X[1000:1040]
+    rows = {"rows": 40}
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the old function overflows: that is the attack
+        for name, call, at_bound in (
+                ("before_hardening", lambda p, c: legacy_local_train_dp((X, y), p, c), False),
+                ("local_train_dp", lambda p, c: local_train_dp((X, y), p, {**c, **rows}), False),
+                ("local_train_dp_templates_at_bound", lambda p, c: local_train_dp((X, y), p, {**c, **rows}), True)):
+            members, others, _ = membership_attack(call, X, outsiders, at_bound=at_bound)
+            out[name] = {"members_flagged": members, "outsiders_flagged": others, "calls": 80}
+    print(f"  membership: {out}", flush=True)
+    return out
 
 
 def _privacy_plot(sweep: list[dict]) -> None:

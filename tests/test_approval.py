@@ -4,12 +4,13 @@ import dataclasses
 import inspect
 import json
 from textwrap import dedent
+from types import SimpleNamespace
 
 import pytest
 
 from fedsyft import task
-from fedsyft.datasite.approval import (EXPECTED_INPUTS, ApprovalPolicy, AuditLog, Decision, RequestFacts, review,
-                                       source_sha256, training_code_sha256)
+from fedsyft.datasite.approval import (EXPECTED_INPUTS, ApprovalPolicy, AuditLog, Decision, RequestFacts,
+                                       revoke_stale, review, source_sha256, training_code_sha256)
 
 SERVER, ASSET = "a" * 32, "b" * 32
 POLICY = ApprovalPolicy(frozenset([training_code_sha256()]), SERVER, frozenset([ASSET]))
@@ -94,3 +95,84 @@ def test_a_request_that_cannot_be_inspected_is_denied_and_logged(tmp_path):
     assert entry["decision"] == "denied" and entry["request_id"] == "req-9"
     assert set(entry) == {"time", "request_id", "requester", "function", "code_sha256", "decision", "reason"}
     json.dumps(entry)
+
+
+# ---- revoke_stale: at start, code off the current allowlist loses its approval ----
+
+class _Code:
+    """The parts of a PySyft UserCode that facts_from_request reads."""
+
+    input_policy_type = type("MixedInputPolicy", (), {})
+    output_policy_type = type("OutputPolicyExecuteCount", (), {})
+    input_policy_init_kwargs: dict = {}
+    nested_codes: dict = {}
+
+    def __init__(self, raw_code: str, function: str = "local_train"):
+        self.raw_code, self.service_func_name = raw_code, function
+
+
+class _Request:
+    requesting_user_email = "r@x.org"
+    changes = [object()]
+
+    def __init__(self, request_id: str, status: str, code: _Code, deny_fails: bool = False):
+        self.id, self.status, self.code, self.deny_fails = request_id, SimpleNamespace(name=status), code, deny_fails
+        self.denied = None
+
+    def deny(self, reason):
+        if self.deny_fails:
+            raise RuntimeError("server said no")
+        self.denied = reason
+
+
+def _client(*requests):
+    return SimpleNamespace(requests=SimpleNamespace(get_all=lambda: list(requests)))
+
+
+CURRENT = dedent(inspect.getsource(task.local_train))
+EARLIER = CURRENT.replace("def local_train(", "def local_train(  ")  # an earlier fedsyft's text
+UNREADABLE_STATUS = type("R", (), {"id": "req-x", "status": property(lambda self: 1 / 0),
+                                   "deny": lambda self, reason: setattr(self, "denied", reason)})
+
+
+def test_revoke_stale_denies_approved_and_pending_code_off_the_allowlist_and_logs_why(tmp_path):
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    current = _Request("ok", "APPROVED", _Code(CURRENT))
+    pending_current = _Request("ok-pending", "PENDING", _Code(CURRENT))
+    earlier = _Request("old", "APPROVED", _Code(EARLIER))
+    earlier_pending = _Request("old-pending", "PENDING", _Code(EARLIER))
+    already_denied = _Request("gone", "REJECTED", _Code(EARLIER))
+    other_mode = _Request("dp", "APPROVED", _Code(dedent(inspect.getsource(task.local_train_dp)), "local_train_dp"))
+    foreign = _Request("steal", "APPROVED", _Code("def steal(data, global_params, config):\n    return data\n", "steal"))
+    unreadable = UNREADABLE_STATUS()
+    requests = [current, pending_current, earlier, earlier_pending, already_denied, other_mode, foreign, unreadable]
+
+    denials = revoke_stale(_client(*requests), POLICY, audit)
+
+    assert current.denied is pending_current.denied is already_denied.denied is None  # left to the approver
+    revoked = [earlier, earlier_pending, other_mode, foreign, unreadable]
+    assert len(denials) == len(revoked) and not any(d.approve for d in denials)
+    assert all(r.denied.startswith("fedsyft policy: ") and r.denied.endswith("denied at start") for r in revoked)
+    sha = source_sha256(EARLIER)
+    assert f"code sha256 {sha[:16]}… is no longer on this datasite's allowlist" in earlier.denied
+    assert "fedsyft was upgraded" in earlier.denied
+    assert f"code sha256 {sha[:16]}… is not on this datasite's allowlist" in earlier_pending.denied
+    assert "without differential privacy" in other_mode.denied and "'steal' is not" in foreign.denied
+    assert "could not be inspected (ZeroDivisionError)" in unreadable.denied
+    entries = audit.entries()
+    assert [e["request_id"] for e in entries] == ["old", "old-pending", "dp", "steal", "req-x"]
+    assert all(e["decision"] == "denied" and "fedsyft policy: " + e["reason"] == r.denied
+               for e, r in zip(entries, revoked))
+    assert entries[0]["code_sha256"] == sha and entries[0]["function"] == "local_train"
+
+
+def test_revoke_stale_on_a_state_with_nothing_stale_does_nothing(tmp_path):
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    assert revoke_stale(_client(_Request("ok", "APPROVED", _Code(CURRENT))), POLICY, audit) == []
+    assert audit.entries() == []
+
+
+def test_a_stale_request_that_cannot_be_denied_stops_the_start(tmp_path):
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    with pytest.raises(RuntimeError, match="could not deny request old at start.*does not serve"):
+        revoke_stale(_client(_Request("old", "APPROVED", _Code(EARLIER), deny_fails=True)), POLICY, audit)

@@ -16,12 +16,15 @@ A request is approved when
    datasite only, and the function calls no other submitted code.
 
 Every decision is appended as one JSON line to the audit log.
+
+The allowlist holds only this fedsyft's code. When a datasite starts on a kept state,
+:func:`revoke_stale` denies every request approved (or pending) for code that is not
+on it, such as the training function of an earlier fedsyft: PySyft would otherwise
+keep that code approved and callable.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
 import logging
 import threading
@@ -29,10 +32,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from textwrap import dedent
 from typing import Any
 
-from .. import task
+from ..code_hash import source_sha256, training_code_sha256  # noqa: F401  (one definition, shared with researchers)
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +43,6 @@ DP_FUNCTION_NAME = "local_train_dp"  # the private one
 INPUT_POLICY = "MixedInputPolicy"
 OUTPUT_POLICY = "OutputPolicyExecuteCount"
 EXPECTED_INPUTS = {"data": "Matches", "global_params": "UserOwned:dict", "config": "UserOwned:dict"}
-
-
-def source_sha256(source: str) -> str:
-    return hashlib.sha256(source.encode()).hexdigest()
-
-
-def training_code_sha256(name: str = FUNCTION_NAME) -> str:
-    """Hash of ``task.<name>`` exactly as PySyft submits it (``dedent(getsource(f))``)."""
-    return source_sha256(dedent(inspect.getsource(task.TRAINING_FUNCTIONS[name])))
 
 
 @dataclass(frozen=True)
@@ -211,6 +204,55 @@ def review(request: Any, policy: ApprovalPolicy, audit: AuditLog) -> Decision:
     else:
         request.deny(reason=f"fedsyft policy: {decision.reason}")
     return decision
+
+
+def _stale_reason(facts: RequestFacts, policy: ApprovalPolicy, was_approved: bool) -> str:
+    if facts.function == policy.function:
+        why = f"it is not this fedsyft's {policy.function}"
+        if was_approved:
+            why += " (fedsyft was upgraded since, or the code was approved by hand)"
+    elif facts.function in (FUNCTION_NAME, DP_FUNCTION_NAME):
+        why = policy._mode_reason(facts.function)
+    else:
+        why = f"{facts.function!r} is not this datasite's training function {policy.function!r}"
+    return (f"code sha256 {facts.code_sha256[:16]}… is {'no longer' if was_approved else 'not'} on this "
+            f"datasite's allowlist: {why}; denied at start")
+
+
+def revoke_stale(client: Any, policy: ApprovalPolicy, audit: AuditLog) -> list[Decision]:
+    """Deny every approved or pending code request whose code is not on ``policy``'s allowlist.
+
+    Run once when a datasite starts, before it serves. A kept state may hold a request
+    approved under an earlier fedsyft whose training function differed: PySyft keeps it
+    approved, and its code stays callable under the function's name (or by its id)
+    next to the current one. ``Request.deny`` undoes an approved request in PySyft
+    0.9.5: the request becomes REJECTED and its code's status DENIED, so calls to it
+    are refused. Each denial is logged, with its reason, before it takes effect. A
+    request that cannot be inspected is denied too, and a denial that fails raises: the
+    datasite then does not serve (fail closed). Returns the denials.
+    """
+    denials = []
+    for request in client.requests.get_all():
+        request_id = str(getattr(request, "id", ""))
+        try:
+            status = request.status.name  # APPROVED, PENDING or REJECTED
+            if status == "REJECTED":
+                continue
+            facts = facts_from_request(request)
+            if facts.code_sha256 in policy.allowed_sha256:
+                continue
+            decision = Decision(False, _stale_reason(facts, policy, was_approved=status == "APPROVED"))
+        except Exception as e:  # fail closed: what cannot be inspected does not stay approved
+            facts, decision = None, Decision(False, f"request could not be inspected ({type(e).__name__}); "
+                                                    "denied at start")
+        audit.record(facts, decision, request_id=request_id)
+        try:
+            request.deny(reason=f"fedsyft policy: {decision.reason}")
+        except Exception as e:  # fail closed: a datasite that cannot revoke stale code does not serve
+            raise RuntimeError(f"could not deny request {request_id} at start ({type(e).__name__}: {e}); "
+                               "the datasite does not serve while code off its allowlist may stay approved") from e
+        denials.append(decision)
+    return denials
 
 
 class Approver(threading.Thread):

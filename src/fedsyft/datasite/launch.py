@@ -241,12 +241,12 @@ class Datasites:
         if not secrets_file.exists():
             _write_private(secrets_file, json.dumps(_new_secrets()))
         site_secrets = json.loads(secrets_file.read_text())
-        public_rows = None
+        public_rows = self.public_rows[i]  # on a relaunch, read only by a site that has no row count yet
         if not (state / "provisioned").exists():
             if self.shards is None:
                 raise LaunchError(f"{name} has no data yet and no shard was given")
             check_shard(name, self.shards[i], len(self.schema["classes"]) if self.schema else 10)
-            public_rows = self.public_rows[i] or public_row_count(len(self.shards[i]))
+            public_rows = public_rows or public_row_count(len(self.shards[i]))
             with open(state / "shard.npz", "wb") as f:
                 np.savez(f, X=self.shards[i].X, y=self.shards[i].y)
             os.chmod(state / "shard.npz", 0o600)

@@ -98,8 +98,10 @@ def _guard_private_data(state: Path, spec: dict, assets: list, audit) -> dict:
         info = json.loads((state / DATASET_INFO).read_text())
         # Provisioned by an earlier fedsyft, which published the exact count: that one stays the public one.
         rows = int(info.get("public_rows", info.get("rows")))
-    except (OSError, ValueError, KeyError, TypeError):  # older still: refuse until the owner re-provisions
-        rows = None
+    except (OSError, ValueError, KeyError, TypeError):  # older still: the owner declares one (--public-rows)
+        rows = spec.get("public_rows")
+        if rows is not None:
+            (state / DATASET_INFO).write_text(json.dumps({"public_rows": int(rows)}))
     schema = spec.get("schema")
     guard = PrivacyGuard(ledger, record=audit.event, rows=rows, classes=len(schema["classes"]) if schema else 10)
     guard.note("privacy_budget", detail=what)
@@ -122,7 +124,7 @@ def serve(state: Path) -> None:
     from syft.store.blob_storage.on_disk import OnDiskBlobStorageClientConfig, OnDiskBlobStorageConfig
     from syft.types.uid import UID
 
-    from .approval import ApprovalPolicy, Approver, AuditLog
+    from .approval import ApprovalPolicy, Approver, AuditLog, revoke_stale
 
     timings = {"import_seconds": round(time.perf_counter() - started, 3)}
     spec = json.loads((state / "site.json").read_text())
@@ -154,6 +156,7 @@ def serve(state: Path) -> None:
     private = bool(spec.get("privacy", {}).get("private", False))
     policy = ApprovalPolicy.for_site(str(worker.id), frozenset(str(a.action_id) for a in assets), private)
     audit = AuditLog(state / "audit.jsonl")
+    revoke_stale(root, policy, audit)  # code approved under an earlier fedsyft: denied before serving
     if private:
         timings["privacy"] = _guard_private_data(state, spec, assets, audit)
     else:

@@ -3,6 +3,11 @@
 The researcher never reads the private asset: it submits ``task.local_train`` as a
 code request, waits for the data owner's policy to approve it, and then calls the
 approved function with the global parameters each round.
+
+A training function is called by the hash of its source, not by its name: PySyft
+0.9.5 builds one ``client.code.<name>`` endpoint per name, which a session keeps on
+whichever code of that name it saw first, so on a datasite that also holds an
+earlier version of ``local_train`` the name may reach that version.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 
 from .. import task
 from ..aggregate import Params
+from ..code_hash import source_sha256, training_code_sha256
 from ..connection import ASSET_NAME, DATASET_NAME, SiteCredentials
 from .base import SiteError, SiteResult, parse_output, payload_bytes
 
@@ -97,6 +103,7 @@ class SyftSite:
         self.client = client
         self.asset = asset
         self._functions: dict[str, Any] = {}
+        self._codes: dict[str, tuple[Any, Any]] = {}  # training function name -> (UserCode id, signature)
 
     @classmethod
     def connect(cls, credentials: SiteCredentials) -> SyftSite:
@@ -174,9 +181,8 @@ class SyftSite:
         while True:
             status, reason = self.request_status(function_name)
             if status == "approved":
-                # PySyft rebuilds the client's API to include newly approved code on first
-                # use (~0.7 s): do it now, as set-up, rather than inside the first round.
-                getattr(self.client.code, function_name)
+                # Find the submitted code to call now, as set-up, rather than inside the first round.
+                self._remote_function(function_name)
                 return
             if status == "denied":
                 raise SiteError(self.name, f"the data owner's policy denied the code request: {reason}")
@@ -187,11 +193,43 @@ class SyftSite:
                                            "(the data owner has not approved it)")
             time.sleep(0.5)
 
+    def _remote_function(self, function_name: str) -> Any:
+        """What to call for ``function_name``: for a training function of :mod:`fedsyft.task`, the code
+        on this site whose source hash is this fedsyft's (whatever else holds the name); otherwise
+        PySyft's endpoint of that name.
+        """
+        if function_name not in task.TRAINING_FUNCTIONS:
+            return getattr(self.client.code, function_name)
+        if function_name not in self._codes:
+            sha, mine = training_code_sha256(function_name), self.client.verify_key
+            codes = [c for c in self.client.code.get_all()
+                     if c.service_func_name == function_name and c.user_verify_key == mine]
+            match = [c for c in codes if source_sha256(c.raw_code) == sha]  # at most one: PySyft keeps one per text
+            if not match:
+                raise SiteError(self.name, _no_such_code(function_name, sha, codes))
+            self._codes[function_name] = (match[0].id, match[0].signature)
+        uid, signature = self._codes[function_name]
+        # The endpoint PySyft's API would build for this one code (syft/client/api.py), by its id.
+        from syft.client.api import generate_remote_function
+        from syft.serde.signature import signature_remove
+
+        api = self.client.api
+        return generate_remote_function(api, api.server_uid, signature_remove(signature, ["context", "self"]),
+                                        "code.call", api.make_call, pre_kwargs={"uid": uid},
+                                        communication_protocol=api.communication_protocol, warning=None)
+
     def call(self, function_name: str, **kwargs: Any) -> Any:
-        """Run an approved function on the private asset and return its result."""
+        """Run an approved function on the private asset and return its result.
+
+        A training function of :mod:`fedsyft.task` runs as the code whose source is this
+        fedsyft's, the one the data owner's allowlist approves; :class:`SiteError` if the
+        site holds no request for it.
+        """
         try:
-            pointer = getattr(self.client.code, function_name)(data=self.asset, **kwargs)
+            pointer = self._remote_function(function_name)(data=self.asset, **kwargs)
             result = pointer.get() if hasattr(pointer, "get") else pointer
+        except SiteError:
+            raise
         except Exception as e:
             if _transport_error(e):
                 raise SiteError(self.name, f"lost connection to {self.credentials.url}") from None
@@ -213,6 +251,22 @@ class SyftSite:
 
     def __repr__(self) -> str:
         return f"SyftSite({self.name!r}, {self.credentials.url!r})"
+
+
+def _no_such_code(function_name: str, sha: str, others: list) -> str:
+    """Why a training function cannot be called: no request for this fedsyft's version of it."""
+    text = f"no code request for this fedsyft's {function_name} (code sha256 {sha[:16]}…) on this datasite"
+    if others:
+        def state(code: Any) -> str:
+            try:
+                status = code.status
+                return "approved" if status.approved else "denied" if status.denied else "pending"
+            except Exception:  # a status this PySyft version cannot resolve
+                return "status unknown"
+
+        versions = ", ".join(f"{source_sha256(c.raw_code)[:16]}… ({state(c)})" for c in others)
+        text += f"; it holds only other versions of {function_name}: {versions}"
+    return text + "; submit it first"
 
 
 def _deny_reason(request: Any) -> str:
