@@ -190,3 +190,20 @@ class LeakyOutputPolicy(import_syft().CustomOutputPolicy):
 def test_policy_denies_the_exact_training_function_with_a_custom_policy_class(attacker, datasites):
     wrapped = _wrap(attacker, task.local_train, output_policy=LeakyOutputPolicy())
     _denied_and_never_run(attacker, datasites, wrapped, "local_train", training_code_sha256(), "output policy")
+
+
+def test_a_call_over_the_work_limit_is_refused_at_once_on_a_no_dp_datasite(researcher_sites, datasites):
+    """Today's maximum, 1,000 L-BFGS iterations, against the default limit (100 passes): one line, under a second."""
+    import time
+
+    site = researcher_sites[0]
+    assert site.status("local_train")["limits"]["max_passes"] == 100  # published to the researcher
+    start = time.perf_counter()
+    answer = site.call("local_train", global_params={}, config={**task.DEFAULT_TRAIN_CONFIG, "local_iters": 1000})
+    seconds = time.perf_counter() - start
+    assert answer == {"error": "refused: this call asks for 1000 passes over the data; this datasite's owner "
+                               "allows at most 100 per call (max_passes)"}
+    assert seconds < 1.0, seconds
+    logged = [e for e in map(json.loads, datasites.sites[0].audit_log.read_text().splitlines())
+              if e.get("event") == "limit_refused"]
+    assert logged and "1000 passes" in logged[-1]["reason"]

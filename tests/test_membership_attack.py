@@ -115,3 +115,24 @@ def test_a_private_datasite_tells_the_researcher_no_member(owner, mnist, shard):
     at_bound = membership_attack(call, shard.X[:10], mnist.train.X[OUTSIDERS][:10], at_bound=True)
     assert all(kind(a).startswith("finite") for a in at_bound[2])
     _assert_no_member_told_apart(*at_bound)
+
+
+@pytest.mark.integration
+def test_a_call_over_the_work_limit_is_refused_at_once_and_costs_no_budget(owner):
+    """Today's maximum, 10,000 steps at sample rate 1, on a default private datasite: refused in under a second."""
+    import time
+
+    from fedsyft.experiment import request_approval
+    from fedsyft.sites.syft_site import SyftSite
+
+    researcher = SyftSite.connect(owner.sites[0].credentials)
+    request_approval([researcher], 60, "local_train_dp")
+    before = researcher.status("local_train_dp")
+    assert before["limits"] == {"max_passes": 100.0, "max_concurrent": 2, "queue_seconds": 120.0}
+    start = time.perf_counter()
+    answer = researcher.call("local_train_dp", global_params={}, config={**CONFIG, "steps": 10_000})
+    seconds = time.perf_counter() - start
+    assert answer["error"].startswith("refused: this call asks for 10000 passes") and "at most 100" in answer["error"]
+    assert seconds < 1.0, seconds
+    after = researcher.status("local_train_dp")["privacy"]
+    assert after["calls"] == before["privacy"]["calls"] and after["epsilon_spent"] == before["privacy"]["epsilon_spent"]

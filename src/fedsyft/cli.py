@@ -237,6 +237,8 @@ def launch(
     epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Each datasite's total privacy budget: record-level ε over every call, by every account, across runs and restarts (with --state). Default: 10 for a new state, else the stored budget.", rich_help_panel="Differential privacy"),
     delta: Optional[float] = typer.Option(None, "--delta", min=1e-12, max=0.5, help="δ of the budget (default 1e-5; must be below 1/rows).", rich_help_panel="Differential privacy"),
     no_dp: bool = typer.Option(False, "--no-dp", help="Opt out of differential privacy: release non-private models and local metrics (a researcher can then reconstruct rows of a small data set).", rich_help_panel="Differential privacy"),
+    max_passes: Optional[float] = typer.Option(None, "--max-passes", min=0.001, help="The most work one training call may make a datasite do, in passes over its rows (DP-SGD: steps x sample rate; L-BFGS: iterations). Calls above it are refused before any row is read. Default: 100, or what the state holds.", rich_help_panel="Limits"),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="Training calls a datasite runs at once; as many more wait their turn, the rest are refused. Default: 2, or what the state holds.", rich_help_panel="Limits"),
     public_rows: Optional[int] = typer.Option(None, "--public-rows", min=1, help="The row count each private datasite publishes instead of its exact one (fixed when the site is first provisioned). Default: the count rounded to two significant figures.", rich_help_panel="Differential privacy"),
     tls: bool = typer.Option(False, "--tls", help="Serve HTTPS with a self-signed certificate made per datasite (kept in its state); the connection file carries each certificate's SHA-256 fingerprint, which researchers pin.", rich_help_panel="TLS"),
     tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="Serve HTTPS with your own certificate (PEM; with --tls-key).", rich_help_panel="TLS"),
@@ -275,7 +277,7 @@ def launch(
                               manual_approval=manual_approval, private=not no_dp, epsilon=epsilon, delta=delta,
                               tls=tls, tls_cert=tls_cert, tls_key=tls_key, insecure=insecure,
                               names=own["names"] if own else None, schema=own["schema"] if own else None,
-                              public_rows=public_rows)
+                              public_rows=public_rows, limits=_limits(state, max_passes, max_concurrent))
         if insecure and not datasites.tls:
             typer.echo(f"WARNING: --insecure: serving plain HTTP on {host}; passwords and models cross the network "
                        "in clear text unless a TLS proxy sits in front.", err=True)
@@ -724,6 +726,20 @@ def _partition_settings(partition, alpha, min_size, shards_per_client, shard_siz
     }[partition]
 
 
+def _limits(state: Path | None, max_passes: float | None, max_concurrent: int | None):
+    """The owner's work limits: the given ones over what the state holds (None: keep the state's, or the defaults)."""
+    if max_passes is None and max_concurrent is None:
+        return None
+    from .limits import WorkLimits
+
+    stored = {}
+    for spec in sorted(state.glob("site-*/site.json")) if state else []:
+        stored = json.loads(spec.read_text()).get("limits") or {}
+        break
+    given = {k: v for k, v in (("max_passes", max_passes), ("max_concurrent", max_concurrent)) if v is not None}
+    return WorkLimits.from_dict({**stored, **given})
+
+
 def _simulated_guard(config):
     """A simulated private site's guard: an in-memory ledger whose budget is the run's ε."""
     if not config.private:
@@ -788,35 +804,40 @@ def approve(
 
 @app.command()
 def budget(state: Path = OWNER_STATE) -> None:
-    """Data owner: each datasite's privacy budget, what has been spent of it, and by how many calls."""
+    """Data owner: each datasite's privacy budget, what has been spent of it, by how many calls, and its work limits."""
     from rich.console import Console
     from rich.table import Table
 
+    from .limits import WorkLimits
     from .privacy.ledger import LEDGER_FILE, NEIGHBOURING, LedgerError, PrivacyLedger
 
     folders = sorted(p for p in state.glob("site-*") if (p / "site.json").exists())
     if not folders:
         fail(f"{state} holds no datasite state (start them with 'fedsyft launch --state {state}')")
     table = Table(title=f"Privacy budgets in {state}", title_justify="left")
-    for column in ("site", "mode", "budget ε", "spent ε", "remaining ε", "δ", "calls", "last call"):
+    for column in ("site", "mode", "budget ε", "spent ε", "remaining ε", "δ", "calls", "last call",
+                   "max passes a call", "calls at once"):
         table.add_column(column)
     broken = []
     for folder in folders:
         spec = json.loads((folder / "site.json").read_text())
         private = spec.get("privacy", {}).get("private", False)
+        limits = WorkLimits.from_dict(spec.get("limits"))
+        limit_cells = (f"{limits.max_passes:g}", str(limits.max_concurrent))
         if not (folder / LEDGER_FILE).exists():
             table.add_row(spec["name"], "private, no ledger yet" if private else "NOT private (--no-dp)",
-                          *["-"] * 6)
+                          *["-"] * 6, *limit_cells)
             continue
         try:
             s = PrivacyLedger(folder / LEDGER_FILE).read().summary()
         except LedgerError as e:
             broken.append(f"{spec['name']}: {e}")
-            table.add_row(spec["name"], "LEDGER CORRUPT", *["-"] * 6)
+            table.add_row(spec["name"], "LEDGER CORRUPT", *["-"] * 6, *limit_cells)
             continue
         mode = "private" if private else "NOT private now (--no-dp); ledger kept"
         table.add_row(spec["name"], mode, f"{s['epsilon_budget']:g}", f"{s['epsilon_spent']:.3f}",
-                      f"{s['epsilon_remaining']:.3f}", f"{s['delta']:g}", str(s["calls"]), s["last_call"] or "-")
+                      f"{s['epsilon_remaining']:.3f}", f"{s['delta']:g}", str(s["calls"]), s["last_call"] or "-",
+                      *limit_cells)
     Console(width=None if sys.stdout.isatty() else 200).print(table)  # no wrapping when piped or logged
     typer.echo(f"ε is record-level, for neighbouring data sets by {NEIGHBOURING}.")
     if broken:

@@ -229,6 +229,7 @@ def run_experiment(
         strategy.load_state(state)
         if config.private:
             _restore_simulated_spending(sites, history, config.train_config())
+    check_work_limits(sites, config)  # each call must fit every site's limits: a run never fails in round 7 on them
     if config.private:  # every site must accept the whole (remaining) plan before any data is touched
         check_privacy_plan(sites, config.plan, calls=config.rounds - len(history.rounds))
     run_dir = RunDirectory(out_dir, history, strategy) if out_dir is not None else None
@@ -312,6 +313,32 @@ def _status_rows(site: Site) -> int | None:
         return None
     rows = answer.get("privacy", {}).get("rows") if isinstance(answer, dict) else None
     return rows if isinstance(rows, int) and not isinstance(rows, bool) and rows > 0 else None
+
+
+def check_work_limits(sites: Sequence[Site], config: RunConfig) -> None:
+    """Check one round's call against every site's published work limits; :class:`SiteError` names the first
+    site that would refuse it and the setting to lower. Sites that publish no limits (in-process ones, an
+    earlier fedsyft's datasites) are not asked to keep any."""
+    from .limits import plan_refusal
+
+    train_config = config.train_config()
+
+    def limits_of(site: Site) -> dict | None:
+        status = getattr(site, "status", None)
+        if status is None:
+            return None
+        try:
+            answer = status(config.function_name)
+        except SiteError:
+            return None  # an older datasite that cannot answer: its own refusals still hold
+        return answer.get("limits") if isinstance(answer, dict) else None
+
+    with ThreadPoolExecutor(max_workers=max(1, len(sites))) as pool:
+        published = list(pool.map(limits_of, sites))
+    for site, limits in zip(sites, published):
+        reason = plan_refusal(site.name, limits, train_config)
+        if reason is not None:
+            raise SiteError(site.name, reason.removeprefix(f"{site.name}: "))
 
 
 def check_privacy_plan(sites: Sequence[Site], plan: PrivatePlan, calls: int) -> dict[str, dict]:

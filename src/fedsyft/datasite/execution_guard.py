@@ -1,25 +1,33 @@
-"""The privacy guard installed around PySyft's code execution on a private datasite.
+"""The gate installed around PySyft's code execution on every datasite: work limits, and privacy when private.
 
 PySyft 0.9.5 runs approved code through one function, ``execute_byte_code``, once on
-the private asset and once on its mock (the result "twin"). A private datasite
-replaces that function, inside its own process, with :func:`install`'s wrapper:
+the private asset and once on its mock (the result "twin"). A datasite replaces that
+function, inside its own process, with :func:`install`'s wrapper:
 
-- on the public mock, code runs as before and nothing is charged;
-- on anything else (the private data), only the allow-listed DP training function may
-  run, even if some other code was approved by hand; each call first passes the
-  site's :class:`~fedsyft.privacy.PrivacyGuard`, which charges the ledger durably or
-  refuses. A refusal is returned as the call's result, ``{"error": ...}``, so the
-  researcher sees the reason (PySyft would replace an exception's text).
+- every training call is measured against the owner's :class:`~fedsyft.limits.WorkLimits`
+  before it runs, on the mock and on the private data alike: one over ``max_passes`` is
+  refused with one line (and costs no budget); at most ``max_concurrent`` run on the
+  private data at once, as many more wait up to ``queue_seconds``, and the rest are refused;
+- status and plan questions (``{"query": ...}``) are answered at once and never wait;
+- on a private datasite, only the allow-listed DP training function may run on the
+  private data, even if some other code was approved by hand; each call first passes
+  the site's :class:`~fedsyft.privacy.PrivacyGuard`, which charges the ledger durably or
+  refuses; whatever the function printed stays on the site.
 
-Because the check sits below PySyft's API, it holds however the function is reached:
-another researcher account, a resubmitted request, a direct API call.
+A refusal is returned as the call's result, ``{"error": ...}``, so the researcher sees
+the reason (PySyft would replace an exception's text). Because the gate sits below
+PySyft's API, it holds however the function is reached: another researcher account, a
+resubmitted request, a direct API call.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections.abc import Callable
 from typing import Any
 
+from ..limits import WorkLimits
 from ..privacy.guard import PrivacyGuard
 
 
@@ -55,10 +63,13 @@ def _shapes(data: Any) -> tuple | None:
     return tuple(getattr(part, "shape", None) for part in data)
 
 
-def install(guard: PrivacyGuard, dp_code_sha256: str, mock: Any) -> None:
-    """Route every execution of user code in this process through ``guard`` (private datasites only).
+def install(limits: WorkLimits, mock: Any, record: Callable[[str, dict], None],
+            guard: PrivacyGuard | None = None, dp_code_sha256: str | None = None) -> None:
+    """Route every execution of user code in this process through the datasite's gate.
 
-    ``mock`` is the asset's public mock: only an execution on exactly that data runs free.
+    ``mock`` is the asset's public mock: only an execution on exactly that data runs without
+    a turn and, on a private site, free. ``record`` receives the gate's refusals for the audit
+    log. ``guard`` and ``dp_code_sha256`` make the site private (both or neither).
     """
     mock_shapes, mock_digest = _shapes(mock), data_digest(mock)
 
@@ -69,30 +80,66 @@ def install(guard: PrivacyGuard, dp_code_sha256: str, mock: Any) -> None:
     from syft.service.code.user_code import UserCodeExecutionOutput
 
     original = action_service.execute_byte_code
+    running = threading.BoundedSemaphore(limits.max_concurrent)
+    waiting = threading.BoundedSemaphore(limits.max_concurrent)  # so a flood cannot hold the server's threads
 
     def answer(code_item: Any, result: dict) -> Any:
         return UserCodeExecutionOutput(user_code_id=code_item.id, stdout="", stderr="", result=result)
 
-    def guarded(code_item: Any, kwargs: dict, context: Any) -> Any:
-        if is_mock(kwargs.get("data")):
-            return original(code_item, kwargs, context)  # the public mock: free
-        if hashlib.sha256(code_item.raw_code.encode()).hexdigest() != dp_code_sha256:
-            guard.note("privacy_refused", requester=_requester(context), function=code_item.service_func_name,
-                       reason="not the DP training function")
-            return answer(code_item, {"error": "this datasite is private (differential privacy): only the "
-                                               "allow-listed local_train_dp may read its data"})
+    def refuse(code_item: Any, context: Any, reason: str) -> Any:
+        record("limit_refused", {"requester": _requester(context), "function": code_item.service_func_name,
+                                 "reason": reason})
+        return answer(code_item, {"error": reason})
+
+    def on_private_data(code_item: Any, kwargs: dict, context: Any, config: Any) -> Any:
+        if guard is None:
+            return original(code_item, kwargs, context)
         ran: dict[str, Any] = {}
 
         def train(prepared: dict) -> Any:  # the guard's config: with the site's public row count
             ran["output"] = original(code_item, {**kwargs, "config": prepared}, context)
             return ran["output"].result
 
-        config = getattr(kwargs.get("config"), "syft_action_data", kwargs.get("config"))
         result = guard.run(config, train, requester=_requester(context))
         if "output" in ran:
             # Whatever the function printed while reading private rows stays on the site.
             ran["output"].result, ran["output"].stdout, ran["output"].stderr = result, "", ""
             return ran["output"]
         return answer(code_item, result)
+
+    def guarded(code_item: Any, kwargs: dict, context: Any) -> Any:
+        config = getattr(kwargs.get("config"), "syft_action_data", kwargs.get("config"))
+        too_much = limits.refusal(config)
+        if is_mock(kwargs.get("data")):  # the public mock: free, no turn to wait for
+            return refuse(code_item, context, too_much) if too_much else original(code_item, kwargs, context)
+        if guard is not None and hashlib.sha256(code_item.raw_code.encode()).hexdigest() != dp_code_sha256:
+            guard.note("privacy_refused", requester=_requester(context), function=code_item.service_func_name,
+                       reason="not the DP training function")
+            return answer(code_item, {"error": "this datasite is private (differential privacy): only the "
+                                               "allow-listed local_train_dp may read its data"})
+        if isinstance(config, dict) and "query" in config:  # status and plan questions: at once, reading no data
+            if config == {"query": "status"}:
+                status = guard.run(config, lambda _: {}) if guard is not None else {}
+                return answer(code_item, {**status, "limits": limits.to_dict()})
+            if guard is not None:
+                return answer(code_item, guard.run(config, lambda _: {"error": "not a query"}))
+            return answer(code_item, {"error": "this datasite answers only {'query': 'status'}"})
+        if too_much:
+            return refuse(code_item, context, too_much)
+        if not running.acquire(blocking=False):
+            if not waiting.acquire(blocking=False):
+                return refuse(code_item, context, f"refused: this datasite is busy ({limits.max_concurrent} calls "
+                                                  "running and as many waiting, max_concurrent); try again later")
+            try:
+                if not running.acquire(timeout=limits.queue_seconds):
+                    return refuse(code_item, context, f"refused: this datasite stayed busy for "
+                                                      f"{limits.queue_seconds:g} s (max_concurrent "
+                                                      f"{limits.max_concurrent}); try again later")
+            finally:
+                waiting.release()
+        try:
+            return on_private_data(code_item, kwargs, context, config)
+        finally:
+            running.release()
 
     action_service.execute_byte_code = guarded

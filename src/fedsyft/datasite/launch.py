@@ -28,6 +28,7 @@ import numpy as np
 
 from ..connection import SITES_FILE, SiteCredentials, write_sites_file
 from ..data import MNIST, Images
+from ..limits import WorkLimits
 from ..mock import DEFAULT_MOCK_ROWS
 from ..partition import iid, make_partition
 from ..privacy.guard import public_row_count
@@ -145,6 +146,9 @@ class Datasites:
     public_rows : the row count each private site publishes instead of its exact one (one
         value for all sites or one per site; None: the count rounded to two significant
         figures, :func:`fedsyft.privacy.guard.public_row_count`). Fixed when a site is provisioned.
+    limits : the most work one call may do and how many calls run at once, per site
+        (:class:`fedsyft.limits.WorkLimits`). None keeps what a persistent state holds, or
+        the defaults for a new one; given, it replaces the stored limits.
     """
 
     def __init__(self, shards: list[Images] | None, *, n_sites: int | None = None, port_base: int = DEFAULT_PORT_BASE,
@@ -153,7 +157,8 @@ class Datasites:
                  ready_timeout: float = READY_TIMEOUT, private: bool | list[bool] = True,
                  epsilon: float | None = None, delta: float | None = None, tls: bool = False,
                  tls_cert: Path | None = None, tls_key: Path | None = None, insecure: bool = False,
-                 schema: dict | None = None, public_rows: int | list[int | None] | None = None):
+                 schema: dict | None = None, public_rows: int | list[int | None] | None = None,
+                 limits: WorkLimits | None = None):
         n_sites = len(shards) if shards is not None else n_sites
         if not n_sites or n_sites < 1:
             raise LaunchError("need at least one datasite")
@@ -174,6 +179,7 @@ class Datasites:
         if delta is not None and not 0 < delta < 1:
             raise LaunchError(f"--delta must be between 0 and 1, got {delta}")
         self.epsilon, self.delta, self.schema = epsilon, delta, schema
+        self.limits = limits
         self.public_rows = public_rows if isinstance(public_rows, list) else [public_rows] * n_sites
         if len(self.public_rows) != n_sites or any(r is not None and (int(r) != r or r < 1) for r in self.public_rows):
             raise LaunchError(f"--public-rows must be one positive integer, or one per site ({n_sites})")
@@ -251,15 +257,17 @@ class Datasites:
                 np.savez(f, X=self.shards[i].X, y=self.shards[i].y)
             os.chmod(state / "shard.npz", 0o600)
         port = self.port_base + i
-        if self.schema is None and (state / "site.json").exists():  # a tabular site relaunched without --data
-            self.schema = json.loads((state / "site.json").read_text()).get("schema")
+        stored = json.loads((state / "site.json").read_text()) if (state / "site.json").exists() else {}
+        if self.schema is None:  # a tabular site relaunched without --data
+            self.schema = stored.get("schema")
+        limits = self.limits.to_dict() if self.limits else stored.get("limits", WorkLimits().to_dict())
         tls = ({"cert": str(Path(self.tls_files.cert).resolve()), "key": str(Path(self.tls_files.key).resolve())}
                if self.tls_files
                else {"self_signed": True} if self.tls else None)
         spec = {"name": name, "host": self.host, "port": port, "parent_pid": os.getpid(),
                 "mock_seed": self.mock_seed + i, "mock_rows": self.mock_rows, "manual_approval": self.manual_approval,
                 "privacy": self._privacy_spec(i, name, state), "tls": tls, "schema": self.schema,
-                "public_rows": public_rows}
+                "public_rows": public_rows, "limits": limits}
         (state / "site.json").write_text(json.dumps(spec, indent=2))
         log = open(state / "server.log", "ab")
         # One BLAS thread per datasite (faster on 2 cores); set before the child loads numpy.

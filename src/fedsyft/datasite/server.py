@@ -26,8 +26,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..connection import ASSET_NAME, DATASET_NAME
+
+if TYPE_CHECKING:
+    from ..privacy import PrivacyGuard
 
 ADMIN_EMAIL = "admin@fedsyft.org"
 DATASET_INFO = "dataset.json"  # the private data set's public facts (its row count), written at provisioning
@@ -78,16 +82,14 @@ def _provision(root, spec: dict, secrets: dict, state: Path) -> None:
     (state / DATASET_INFO).write_text(json.dumps({"public_rows": public_rows}))
 
 
-def _guard_private_data(state: Path, spec: dict, assets: list, audit) -> dict:
-    """Open (or create) the privacy ledger and put the guard around PySyft's code execution.
+def _privacy_guard(state: Path, spec: dict, audit) -> PrivacyGuard:
+    """Open (or create) the privacy ledger and the guard that charges it.
 
     Raises :class:`~fedsyft.privacy.LedgerError` when the ledger cannot be trusted: the
     datasite then does not serve at all (fail closed).
     """
     from ..privacy import PrivacyGuard, PrivacyLedger
     from ..privacy.ledger import LEDGER_FILE
-    from .approval import DP_FUNCTION_NAME, training_code_sha256
-    from .execution_guard import install
 
     settings = spec["privacy"]
     marker = state / "privacy_enabled"  # once a ledger existed, a missing one is a loss, not a fresh start
@@ -105,11 +107,21 @@ def _guard_private_data(state: Path, spec: dict, assets: list, audit) -> dict:
     schema = spec.get("schema")
     guard = PrivacyGuard(ledger, record=audit.event, rows=rows, classes=len(schema["classes"]) if schema else 10)
     guard.note("privacy_budget", detail=what)
+    return guard
+
+
+def _install_gate(spec: dict, assets: list, audit, guard) -> dict:
+    """Put the owner's work limits (and, on a private site, the privacy guard) around PySyft's code execution."""
+    from ..limits import WorkLimits
+    from .approval import DP_FUNCTION_NAME, training_code_sha256
+    from .execution_guard import install
+
+    limits = WorkLimits.from_dict(spec.get("limits"))
     [asset] = assets
     with contextlib.redirect_stdout(io.StringIO()):
         mock = asset.mock
-    install(guard, training_code_sha256(DP_FUNCTION_NAME), mock)
-    return guard.status()
+    install(limits, mock, audit.event, guard, training_code_sha256(DP_FUNCTION_NAME) if guard else None)
+    return limits.to_dict()
 
 
 def serve(state: Path) -> None:
@@ -157,11 +169,13 @@ def serve(state: Path) -> None:
     policy = ApprovalPolicy.for_site(str(worker.id), frozenset(str(a.action_id) for a in assets), private)
     audit = AuditLog(state / "audit.jsonl")
     revoke_stale(root, policy, audit)  # code approved under an earlier fedsyft: denied before serving
-    if private:
-        timings["privacy"] = _guard_private_data(state, spec, assets, audit)
+    guard = _privacy_guard(state, spec, audit) if private else None
+    if guard is not None:
+        timings["privacy"] = guard.status()
     else:
         audit.event("privacy_off", {"detail": "launched with --no-dp: models and local metrics leave this "
                                               "datasite without differential privacy"})
+    timings["limits"] = _install_gate(spec, assets, audit, guard)
     approver = None
     if not spec.get("manual_approval", False):
         approver = Approver(root, policy, audit)

@@ -129,6 +129,10 @@ class LocalSite:
         for _ in range(calls):
             self.privacy.admit(dict(config), requester="simulation, before the resume")
 
+    def status(self, function_name: str) -> dict[str, Any]:
+        """An in-process site's status: its ledger's summary when private; it sets no work limits."""
+        return self.privacy_query({"query": "status"}) if self.privacy is not None else {}
+
     def privacy_query(self, query: dict[str, Any]) -> dict[str, Any]:
         if self.privacy is None:
             return {"error": "this site is not private"}

@@ -245,6 +245,11 @@ class SyftSite:
         out = self.call(task.training_function_name(config), global_params=params, config=dict(config))
         return parse_output(self.name, out, time.perf_counter() - start, sent)
 
+    def status(self, function_name: str) -> dict[str, Any]:
+        """The site's status answer, through its approved training function (reads no data, spends nothing):
+        its work limits (``limits``) and, on a private site, its ledger's summary (``privacy``)."""
+        return self.call(function_name, global_params={}, config={"query": "status"})
+
     def privacy_query(self, query: dict[str, Any]) -> dict[str, Any]:
         """Ask the site's privacy guard (through the approved DP function; it reads no data)."""
         return self.call("local_train_dp", global_params={}, config=dict(query))
