@@ -277,6 +277,7 @@ def bench_privacy(mnist) -> dict:
     from fedsyft.privacy import PrivacyGuard, PrivacyLedger, noise_multiplier_for
     from fedsyft.task import local_train, local_train_dp
 
+    load = os.getloadavg()[0]
     shards = shard_mnist(mnist, 2, seed=0)
     sweep = []
     for eps in (*PRIVACY_EPSILONS, None):
@@ -314,7 +315,8 @@ def bench_privacy(mnist) -> dict:
                                "labels_of_nearest_reconstruction": dp_labels}}
     print(f"  attack: no DP {open_rows:.0%} rows; DP {dp_rows:.0%} rows", flush=True)
     attack["membership_overflow"] = _membership(mnist)
-    return {"rounds": PRIVACY_ROUNDS, "sweep": sweep, "attack": attack, "datasites": _private_round_cost()}
+    return {"rounds": PRIVACY_ROUNDS, "sweep": sweep, "attack": attack, "datasites": _private_round_cost(),
+            "measured": {"date": time.strftime("%Y-%m-%d"), "load_average_at_start": load}}
 
 
 def _membership(mnist) -> dict:

@@ -135,8 +135,12 @@ def privacy_section(p: dict | None) -> list[str]:
     ok = lambda flag: "met" if flag else "**not met**"  # noqa: E731
     by_eps = {r["epsilon"]: r for r in p["sweep"]}
     ds, attack = p["datasites"], p["attack"]
-    lines = ["", "**Privacy** (2 IID sites × 30,000 rows, 20 rounds, δ = 1e-5 per site, in simulation; "
-             "sampling rate 0.04, 50 steps per round, clip 1, step size 10/σ):", "",
+    when = p.get("measured")
+    lines = ["", "**Privacy**" + (f" (re-measured {when['date']}, load {when['load_average_at_start']:.1f} at start)"
+                                  if when else "") + " (2 IID sites × 30,000 rows, 20 rounds, δ = 1e-5 per site, in simulation; "
+             "sampling rate 0.04, 50 steps per round, clip 1, step size 10/σ; ε under add-or-remove-one "
+             "neighbours with each site's declared row count public, the hardened `local_train_dp`: integer-grid "
+             "gradients, exact sum, rounded noise; see [docs/privacy.md](docs/privacy.md)):", "",
              "| ε per site | noise multiplier σ | global test accuracy | seconds per site-round |", "| --- | --- | --- | --- |"]
     for r in p["sweep"]:
         eps = "∞ (no DP, L-BFGS)" if r["epsilon"] is None else f"{r['epsilon']:g}"
@@ -155,6 +159,15 @@ def privacy_section(p: dict | None) -> list[str]:
               f"DP (budget ε = 10): {attack['dp_budget_10']['rows_recovered']:.0%} of rows, "
               f"{attack['dp_budget_10']['calls_served']} calls served, then refused | "
               f"{ok(attack['dp_budget_10']['rows_recovered'] == 0)} |"]
+    member = attack.get("membership_overflow")
+    if member:
+        old_, new_ = member["before_hardening"], member["local_train_dp"]
+        at_bound = member.get("local_train_dp_templates_at_bound", new_)
+        lines.append(f"| float32-overflow membership attack, 40 members and 40 outsiders, one call each "
+                     f"| before hardening: {old_['members_flagged']} members and {old_['outsiders_flagged']} "
+                     f"outsiders flagged; now: {new_['members_flagged']} and {new_['outsiders_flagged']} (templates "
+                     f"at the parameter bound: {at_bound['members_flagged']} and {at_bound['outsiders_flagged']}) "
+                     f"| {ok(new_['members_flagged'] == 0 and at_bound['members_flagged'] == 0)} |")
     return lines
 
 
