@@ -564,7 +564,7 @@ def test_a_datasite_on_another_host_over_tls(tmp_path):
 
 
 def test_sites_with_different_schemas_or_bad_tables_are_refused_in_one_line(tmp_path):
-    from fedsyft.cli import _common_schema
+    from fedsyft.schema import agreed_schema
     from fedsyft.connection import SiteCredentials
 
     files = _clinic_files(tmp_path)
@@ -573,8 +573,8 @@ def test_sites_with_different_schemas_or_bad_tables_are_refused_in_one_line(tmp_
     sites = [SiteCredentials("Clinic A", "https://h:1", "e", "p", schema=schema),
              SiteCredentials("Clinic B", "https://h:2", "e", "p", schema=other)]
     with pytest.raises(ValueError, match="schemas differ.*Clinic A.*Clinic B|schemas differ.*class"):
-        _common_schema(sites)
-    assert _common_schema(sites[:1]) == schema
+        agreed_schema({s.name: s.schema for s in sites})
+    assert agreed_schema({s.name: s.schema for s in sites[:1]}) == schema
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b,diagnosis\n1,x,benign\n")
     assert_one_line_error(fedsyft("launch", "--data", bad, "--label", "diagnosis", timeout=60), "bad.csv", "'b'")

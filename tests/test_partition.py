@@ -184,7 +184,7 @@ def test_powerlaw_options_and_errors():
     (lambda: make_partition("dirichlet", MNIST_LIKE, 2, 0, alpha=0), ["alpha must be positive, got 0"]),
     (lambda: make_partition("dirichlet", MNIST_LIKE, 2, 0), ["needs alpha"]),
     (lambda: make_partition("dirichlet", MNIST_LIKE, 2, 0, alpha=1, min_size=0), ["min_size must be at least 1"]),
-    (lambda: make_partition("iid", MNIST_LIKE[:3000], 5000, 0), ["--sites 5000", "3000 rows"]),
+    (lambda: make_partition("iid", MNIST_LIKE[:3000], 5000, 0), ["num_shards=5000", "3000 rows"]),
     (lambda: make_partition("iid", MNIST_LIKE, 0, 0), ["num_shards", "at least 1"]),
     (lambda: make_partition("shards", MNIST_LIKE, 2, 0, alpha=0.5), ["'alpha'", "shards_per_client, shard_size"]),
     (lambda: make_partition("pathological", MNIST_LIKE, 2, 0, classes_per_client=2.5), ["classes_per_client"]),

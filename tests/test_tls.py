@@ -1,4 +1,4 @@
-"""TLS for datasites (fedsyft.datasite.tls) and certificate pinning for researchers (fedsyft.sites.pinning).
+"""TLS for datasites (fedsyft.datasite.tls) and certificate pinning for researchers (fedsyft.pinning).
 
 The pinning tests talk to a real HTTPS server: uvicorn on a free 127.0.0.1 port, serving
 with a certificate from make_self_signed. The last test logs in to a real PySyft Datasite
@@ -36,7 +36,7 @@ from fedsyft.datasite.tls import (
     normalize_fingerprint,
     uvicorn_ssl_kwargs,
 )
-from fedsyft.sites.pinning import PinnedSession, PinningError, pinned_session
+from fedsyft.pinning import PinnedSession, PinningError, pinned_session
 
 WRONG = "ab" * 32
 
@@ -334,7 +334,7 @@ def test_pin_holds_through_an_explicit_proxy_tunnel(https):
 
 @pytest.mark.integration
 def test_pinned_login_to_a_real_pysyft_datasite(tmp_path):
-    from fedsyft.sites.pinning import login
+    from fedsyft.pinning import login
     from fedsyft.sites.syft_site import import_syft
 
     sy = import_syft()

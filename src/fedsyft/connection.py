@@ -104,3 +104,14 @@ def read_sites_file(path: Path) -> list[SiteCredentials]:
     if len(set(names)) != len(names):
         raise ConnectionFileError(f"sites file {path}: site names must be unique, got {names}")
     return sites
+
+
+def read_sites_files(paths: list[Path]) -> list[SiteCredentials]:
+    """The credentials of every connection file, one list (several owners' files); site names must be unique."""
+    credentials = [c for path in paths for c in read_sites_file(path)]
+    names = [c.name for c in credentials]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ConnectionFileError(f"two sites are named {duplicate!r} across the sites files: ask an owner to "
+                                  "relaunch with another --name")
+    return credentials

@@ -17,6 +17,8 @@ import operator
 
 import numpy as np
 
+from .errors import ParameterError, param
+
 PARTITIONS = ("iid", "dirichlet", "shards", "pathological", "powerlaw")
 DIRICHLET_ATTEMPTS = 10  # as flwr-datasets' DirichletPartitioner
 FEDPROX_SEED_SAMPLES = 5  # rows of each of its classes a FedProx device gets before the power law
@@ -30,9 +32,9 @@ def _int(name: str, value, minimum: int = 1) -> int:
             raise TypeError
         number = operator.index(value)
     except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+        raise ParameterError(f"{param(name)} must be an integer, got {value!r}") from None
     if number < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {number}")
+        raise ParameterError(f"{param(name)} must be at least {minimum}, got {number}")
     return number
 
 
@@ -40,16 +42,16 @@ def _float(name: str, value, allow_zero: bool = False) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+        raise ParameterError(f"{param(name)} must be a number, got {value!r}") from None
     if not np.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
+        raise ParameterError(f"{param(name)} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
     return number
 
 
 def _check(n: int, num_shards) -> int:
     num_shards = _int("num_shards", num_shards)
     if n < num_shards:
-        raise ValueError(f"num_shards={num_shards} is more than the {n} rows: cannot make that many non-empty shards")
+        raise ParameterError(f"{param('num_shards')}={num_shards} is more than the {n} rows: cannot make that many non-empty shards")
     return num_shards
 
 
@@ -142,8 +144,8 @@ def dirichlet(labels: np.ndarray, num_shards: int, alpha: float, seed: int, min_
     alpha = _float("alpha", alpha)
     min_size = _int("min_size", min_size)
     if num_shards * min_size > n:
-        raise ValueError(f"min_size={min_size} needs {num_shards * min_size} rows for {num_shards} shards but there "
-                         f"are only {n}: lower min_size or use fewer shards")
+        raise ParameterError(f"{param('min_size')}={min_size} needs {num_shards * min_size} rows for {num_shards} shards but there "
+                         f"are only {n}: lower {param('min_size')} or use fewer shards")
     rng = np.random.default_rng(seed)
     _, inv, counts = _classes(labels)
     # Each class's rows in index order, as the first version drew them (same draws, same shards).
@@ -158,9 +160,9 @@ def dirichlet(labels: np.ndarray, num_shards: int, alpha: float, seed: int, min_
         smallest = int(np.bincount(owner, minlength=num_shards).min())
         if smallest >= min_size:
             return _from_owner(owner, num_shards)
-    raise ValueError(f"alpha={alpha} with min_size={min_size}: none of {DIRICHLET_ATTEMPTS} draws (seed {seed}) gave "
-                     f"all {num_shards} shards at least min_size rows (the last one's smallest had {smallest}); "
-                     f"use a larger alpha, a smaller min_size or fewer shards")
+    raise ParameterError(f"{param('alpha')}={alpha} with {param('min_size')}={min_size}: none of {DIRICHLET_ATTEMPTS} draws (seed {seed}) gave "
+                     f"all {num_shards} shards at least {param('min_size')} rows (the last one's smallest had {smallest}); "
+                     f"use a larger {param('alpha')}, a smaller {param('min_size')} or fewer shards")
 
 
 def shards(labels: np.ndarray, num_shards: int, shards_per_client: int, shard_size: int | None,
@@ -205,13 +207,13 @@ def shards(labels: np.ndarray, num_shards: int, shards_per_client: int, shard_si
     if shard_size is None:
         shard_size = n // pieces
         if shard_size == 0:
-            raise ValueError(f"shards_per_client={per_client} for {num_shards} shards makes {pieces} pieces, more than "
-                             f"the {n} rows: lower shards_per_client or use fewer shards")
+            raise ParameterError(f"{param('shards_per_client')}={per_client} for {num_shards} shards makes {pieces} pieces, more than "
+                             f"the {n} rows: lower {param('shards_per_client')} or use fewer shards")
     else:
         shard_size = _int("shard_size", shard_size)
         if pieces * shard_size > n:
-            raise ValueError(f"shard_size={shard_size} x shards_per_client={per_client} x num_shards={num_shards} = "
-                             f"{pieces * shard_size} rows, more than the {n} there are: lower shard_size")
+            raise ParameterError(f"{param('shard_size')}={shard_size} x {param('shards_per_client')}={per_client} x {param('num_shards')}={num_shards} = "
+                             f"{pieces * shard_size} rows, more than the {n} there are: lower {param('shard_size')}")
     rng = np.random.default_rng(seed)
     _, inv, _ = _classes(labels)
     order = _grouped(inv, rng)
@@ -266,11 +268,11 @@ def pathological(labels: np.ndarray, num_shards: int, classes_per_client: int, s
     classes, inv, counts = _classes(labels)
     n_classes = len(classes)
     if k > n_classes:
-        raise ValueError(f"classes_per_client={k} is more than the {n_classes} classes in labels")
+        raise ParameterError(f"{param('classes_per_client')}={k} is more than the {n_classes} classes in labels")
     if num_shards * k < n_classes:
-        raise ValueError(f"classes_per_client={k} x num_shards={num_shards} = {num_shards * k} class slots for "
+        raise ParameterError(f"{param('classes_per_client')}={k} x {param('num_shards')}={num_shards} = {num_shards * k} class slots for "
                          f"{n_classes} classes: some class would have no client and its rows could not be covered; "
-                         f"raise classes_per_client or num_shards")
+                         f"raise {param('classes_per_client')} or {param('num_shards')}")
     rng = np.random.default_rng(seed)
     keys = rng.random((num_shards, n_classes))
     # Forced slots sort first, so every class is held and each client's classes stay distinct.
@@ -280,8 +282,8 @@ def pathological(labels: np.ndarray, num_shards: int, classes_per_client: int, s
     short = np.flatnonzero(counts < holders)
     if len(short):
         c = short[0]
-        raise ValueError(f"class {classes[c]!r} has {counts[c]} rows but {holders[c]} clients hold it (num_shards="
-                         f"{num_shards}, classes_per_client={k}): use fewer shards or fewer classes per client")
+        raise ParameterError(f"class {classes[c]!r} has {counts[c]} rows but {holders[c]} clients hold it ({param('num_shards')}="
+                         f"{num_shards}, {param('classes_per_client')}={k}): use fewer shards or fewer classes per client")
     # Even split: the p-th row (of m) of a class with h holders goes to holder floor(p * h / m).
     cls = np.repeat(np.arange(n_classes), counts)
     within = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -342,10 +344,10 @@ def powerlaw(labels: np.ndarray, num_shards: int, classes_per_client: int = 2, *
     classes, inv, counts = _classes(labels)
     n_classes = len(classes)
     if k > n_classes:
-        raise ValueError(f"classes_per_client={k} is more than the {n_classes} classes in labels")
+        raise ParameterError(f"{param('classes_per_client')}={k} is more than the {n_classes} classes in labels")
     if num_shards + k - 1 < n_classes:
-        raise ValueError(f"num_shards={num_shards} devices with classes_per_client={k} leave classes without a "
-                         f"device, so their rows could not be covered: powerlaw needs num_shards >= "
+        raise ParameterError(f"{param('num_shards')}={num_shards} devices with {param('classes_per_client')}={k} leave classes without a "
+                         f"device, so their rows could not be covered: powerlaw needs {param('num_shards')} >= "
                          f"{n_classes - k + 1} for {n_classes} classes")
     device = np.repeat(np.arange(num_shards), k)
     slot_client, holders = _holders(device, (device + np.tile(np.arange(k), num_shards)) % n_classes, n_classes)
@@ -355,19 +357,19 @@ def powerlaw(labels: np.ndarray, num_shards: int, classes_per_client: int = 2, *
         per = max(min(FEDPROX_SEED_SAMPLES, int((counts // (2 * holders)).min())), 1)
         if supply.min() < 1:
             c = int(np.argmin(supply))
-            raise ValueError(f"num_shards={num_shards}: class {classes[c]!r} has {counts[c]} rows for {holders[c]} "
+            raise ParameterError(f"{param('num_shards')}={num_shards}: class {classes[c]!r} has {counts[c]} rows for {holders[c]} "
                              f"devices holding it, fewer than one each; use fewer shards")
     else:
         per = _int("min_per_class", min_per_class)
         if per > supply.min():
             c = int(np.argmin(supply))
-            raise ValueError(f"min_per_class={per}: class {classes[c]!r} has {counts[c]} rows for {holders[c]} "
-                             f"devices holding it, at most {supply[c]} each; lower min_per_class (None picks it) "
+            raise ParameterError(f"{param('min_per_class')}={per}: class {classes[c]!r} has {counts[c]} rows for {holders[c]} "
+                             f"devices holding it, at most {supply[c]} each; lower {param('min_per_class')} (None picks it) "
                              f"or use fewer shards")
     rng = np.random.default_rng(seed)
     draws = rng.lognormal(0.0, sigma, size=len(slot_client))  # one per (device, class) slot, in class order
     if not np.isfinite(draws.sum()):
-        raise ValueError(f"sigma={sigma} is too large: the lognormal draws overflow")
+        raise ParameterError(f"{param('sigma')}={sigma} is too large: the lognormal draws overflow")
     slot_rows = np.full(len(slot_client), per, dtype=np.int64)
     ends = np.cumsum(holders)
     for c in range(n_classes):
@@ -431,9 +433,9 @@ def make_partition(name: str, labels: np.ndarray, num_shards: int, seed: int, **
         raise ValueError(f"unknown partition {key!r}: choose {', '.join(PARTITIONS)}")
     labels = _labels(labels)
     n = len(labels)
-    num_shards = _int("num_shards (--sites)", num_shards)
+    num_shards = _int("num_shards", num_shards)
     if num_shards > n:
-        raise ValueError(f"--sites {num_shards} (num_shards) is more than the {n} rows to split")
+        raise ParameterError(f"{param('num_shards')}={num_shards} is more than the {n} rows to split")
     accepted = _PARAMS[key]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
@@ -441,7 +443,7 @@ def make_partition(name: str, labels: np.ndarray, num_shards: int, seed: int, **
         raise ValueError(f"partition {key!r} has no parameter {unknown[0]!r}: {takes}")
     missing = [p for p, default in accepted.items() if default is _REQUIRED and p not in params]
     if missing:
-        raise ValueError(f"partition {key!r} needs {missing[0]}")
+        raise ParameterError(f"partition {key!r} needs {param(missing[0])}")
     kw = {**accepted, **params}
     if key == "iid":
         return iid(n, num_shards, seed)

@@ -447,3 +447,64 @@ MNIST_SCHEMA = Schema(
     ranges=((0.0, 255.0),) * 784,
     name="MNIST",
 )
+
+
+def derive_common(tables: list[Table], name: str = "") -> tuple[Schema, str]:
+    """One schema for several owners' tables: the same features, every class seen, each range widened to cover all.
+
+    Returns the schema and one line saying what becomes public. Raises :class:`SchemaError`
+    when the tables' feature columns differ.
+    """
+    derived = [Schema.derive(t)[0] for t in tables]
+    for t, other in zip(tables[1:], derived[1:]):
+        if other.features != derived[0].features:
+            raise SchemaError(f"{t.source}: its feature columns differ from {tables[0].source}'s")
+    ranges = tuple((min(d.ranges[j][0] for d in derived), max(d.ranges[j][1] for d in derived))
+                   for j in range(len(derived[0].features)))
+    classes = tuple(sorted({c for d in derived for c in d.classes}))
+    schema = Schema(derived[0].features, classes, ranges, name=name)
+    notice = (f"Schema derived from {', '.join(str(t.source) for t in tables)}: the observed minimum and maximum of "
+              f"each of its {len(schema.features)} features become public (they are values of single rows, not "
+              "covered by any privacy budget), as do the feature names and the classes. Make a schema with declared "
+              "ranges to publish other bounds (fedsyft schema derive, then edit it).")
+    return schema, notice
+
+
+def agreed_schema(schemas: dict[str, dict | None]) -> dict | None:
+    """The public schema every site (name -> its schema, None for MNIST) agrees on; None when all hold MNIST.
+
+    Raises :class:`SchemaError` naming the first difference and what to do about it.
+    """
+    with_schema = {n: s for n, s in schemas.items() if s is not None}
+    if not with_schema:
+        return None
+    if len(with_schema) != len(schemas):
+        mnist = next(n for n, s in schemas.items() if s is None)
+        raise SchemaError(f"{mnist} holds MNIST but {next(iter(with_schema))} holds a table: they cannot train "
+                          "one model")
+    (first_name, first), *others = with_schema.items()
+    reference = Schema.from_dict(first)
+    for name, doc in others:
+        why = reference.difference(Schema.from_dict(doc), names=(first_name, name))
+        if why:
+            raise SchemaError(f"the sites' schemas differ: {why}. The owners must launch with one shared schema "
+                              "file: one of them runs 'fedsyft schema derive THEIR_FILE --label COLUMN --out "
+                              "schema.json', widens its ranges to cover every owner's data, shares it, and each "
+                              "relaunches with --schema schema.json ('fedsyft schema check FILE --schema "
+                              "schema.json' tells whether a table fits)")
+    return first
+
+
+def in_schema(table: Table, schema: Schema) -> "Images":  # noqa: F821
+    """The researcher's own test table in the federation's schema: same columns, known classes, class indices.
+
+    Values beyond the schema's ranges are allowed: they are clipped, as on a site.
+    """
+    from .data import Images
+
+    if table.feature_names != schema.features:
+        raise SchemaError(f"{table.source}: its feature columns differ from the federation's schema")
+    unknown = set(table.classes) - set(schema.classes)
+    if unknown:
+        raise SchemaError(f"{table.source}: class {sorted(map(str, unknown))[0]!r} is not in the schema")
+    return Images(table.X, schema.encode_labels(table))

@@ -582,3 +582,22 @@ def write_example_tables(folder: str | Path) -> dict[str, ExampleFile]:
     out["digits"] = ExampleFile(folder / "digits.csv", "digit")
     df.to_csv(out["digits"].path, index=False)
     return out
+
+
+def column_names(path: str | Path) -> list[str]:
+    """The columns of a CSV or Parquet table (its header), or an NPZ file's arrays, without reading the rows."""
+    path = Path(path)
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None or not path.is_file():
+        raise TableError(f"{path}: not a CSV, Parquet or NPZ file")
+    if kind == "csv":
+        import csv
+
+        with path.open(newline="") as f:
+            return next(csv.reader(f), [])
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    with np.load(path, allow_pickle=False) as arrays:
+        return list(arrays.files)

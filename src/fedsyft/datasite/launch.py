@@ -28,6 +28,7 @@ import numpy as np
 
 from ..connection import SITES_FILE, SiteCredentials, write_sites_file
 from ..data import MNIST, Images
+from ..errors import ParameterError, param
 from ..limits import WorkLimits
 from ..mock import DEFAULT_MOCK_ROWS
 from ..partition import iid, make_partition
@@ -348,7 +349,7 @@ def serving(url: str) -> bool:
     """Whether a datasite answers at ``url`` (PySyft's metadata route returns 200).
 
     A liveness check of a process this launcher started, so an HTTPS site's certificate is
-    not verified here (researchers pin it: :mod:`fedsyft.sites.pinning`).
+    not verified here (researchers pin it: :mod:`fedsyft.pinning`).
     """
     import ssl
 
@@ -405,3 +406,40 @@ def shard_mnist(mnist: MNIST, n_sites: int, seed: int, partition: str = "iid", *
     if partition == "iid" and not settings:
         return [mnist.train.subset(idx) for idx in iid(len(mnist.train), n_sites, seed)]
     return [mnist.train.subset(idx) for idx in make_partition(partition, mnist.train.y, n_sites, seed, **settings)]
+
+
+@dataclass(frozen=True)
+class OwnersData:
+    """A data owner's tables, ready to launch: one shard per table, the sites' names, the federation's schema."""
+
+    shards: list[Images]
+    names: list[str]
+    schema: dict
+    notice: str = ""  # what became public, when the schema was derived from the tables
+
+
+def owners_tables(files: list[Path], label: str | None, names: list[str] | None = None,
+                  schema_file: Path | None = None) -> OwnersData:
+    """Load a data owner's tables (one datasite each) in the federation's public schema.
+
+    With ``schema_file`` every table must fit that schema; without it the schema is derived
+    from the tables (their observed ranges become public: ``notice`` says so).
+    """
+    from ..schema import Schema, derive_common
+    from ..tabular import load_table
+
+    if not label:
+        raise ParameterError(f"{param('files')} needs {param('label')}, the name of the label column")
+    names = list(names or [Path(f).stem for f in files])
+    if len(names) != len(files):
+        raise ParameterError(f"{len(names)} {param('names')} for {len(files)} {param('files')}: give one name per "
+                             "table, or none")
+    tables = [load_table(f, label) for f in files]
+    notice = ""
+    if schema_file is not None:
+        schema = Schema.read(schema_file)
+        for table in tables:
+            schema.check(table)
+    else:
+        schema, notice = derive_common(tables, name=Path(files[0]).stem)
+    return OwnersData([Images(t.X, schema.encode_labels(t)) for t in tables], names, schema.to_dict(), notice)

@@ -47,7 +47,7 @@ class OwnedSite:
 
 def connect_as_owner(state_dir: Path) -> list[OwnedSite]:
     """Log in as the admin of every datasite in a launch's state folder."""
-    from ..sites.syft_site import import_syft, quiet_stdout
+    from ..pysyft import import_syft, quiet_stdout
 
     folders = sorted(p for p in Path(state_dir).glob("site-*") if (p / "site.json").exists())
     if not folders:
@@ -62,7 +62,7 @@ def connect_as_owner(state_dir: Path) -> list[OwnedSite]:
         try:
             with quiet_stdout():
                 if tls:  # the owner pins its own certificate, as researchers do
-                    from ..sites.pinning import login as pinned_login
+                    from ..pinning import login as pinned_login
                     from .tls import CERT_FILE, fingerprint
 
                     pin = fingerprint(Path(tls["cert"]) if tls.get("cert") else folder / CERT_FILE)
@@ -113,7 +113,7 @@ def decide(sites: list[OwnedSite], request_id: str, approve: bool, reason: str =
     site = next(s for s in sites if s.name == pending.site)
     decision = Decision(approve, f"manual: {reason or ('approved' if approve else 'denied')} by the data owner")
     site.audit.record(pending.facts, decision)
-    from ..sites.syft_site import quiet_stdout
+    from ..pysyft import quiet_stdout
 
     with quiet_stdout():
         if approve:

@@ -5,7 +5,7 @@ certificate authority is needed: the owner makes a self-signed certificate once
 (:func:`make_self_signed`, or :func:`ensure_self_signed` to keep it across restarts) and
 hands its SHA-256 fingerprint to researchers in the connection file, over the same trusted
 channel as the password. The researcher then accepts exactly that certificate and no
-other (:mod:`fedsyft.sites.pinning`). An owner with a certificate of its own (for example
+other (:mod:`fedsyft.pinning`). An owner with a certificate of its own (for example
 from its organisation's CA) loads it with :func:`load_owner_cert`, which checks that the
 key belongs to the certificate.
 
@@ -25,16 +25,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fingerprints import TlsError, normalize_fingerprint  # one definition for both sides
+
 __all__ = ["TlsError", "TlsFiles", "make_self_signed", "ensure_self_signed", "fingerprint",
            "normalize_fingerprint", "load_owner_cert", "uvicorn_ssl_kwargs", "CERT_FILE", "KEY_FILE"]
 
 #: File names :func:`make_self_signed` writes inside its folder.
 CERT_FILE = "tls-cert.pem"
 KEY_FILE = "tls-key.pem"
-
-
-class TlsError(ValueError):
-    """A certificate or key is missing, unreadable, expired, or the pair does not match (one line)."""
 
 
 @dataclass(frozen=True)
@@ -217,22 +215,6 @@ def fingerprint(cert: str | Path | bytes) -> str:
         If the file is missing or holds no certificate.
     """
     return _der_fingerprint(_load_cert(cert)[0])
-
-
-def normalize_fingerprint(text: str) -> str:
-    """A SHA-256 fingerprint as 64 lowercase hex digits, from any common spelling.
-
-    Accepts colons, spaces, upper case and a ``sha256:`` / ``SHA256 Fingerprint=`` prefix
-    (as openssl prints it). Raises :class:`TlsError` if what remains is not 64 hex digits.
-    """
-    s = str(text).strip()
-    for prefix in ("sha256 fingerprint=", "sha256:", "sha256="):
-        if s.lower().startswith(prefix):
-            s = s[len(prefix):]
-    s = s.replace(":", "").replace(" ", "").lower()
-    if len(s) != 64 or any(c not in "0123456789abcdef" for c in s):
-        raise TlsError(f"not a SHA-256 fingerprint (64 hex digits): {text!r}")
-    return s
 
 
 def load_owner_cert(cert: str | Path, key: str | Path) -> TlsFiles:

@@ -69,7 +69,7 @@ session ignores proxy, CA and ``.netrc`` settings from the environment (``trust_
 
 Use
 ---
->>> from fedsyft.sites.pinning import login                  # doctest: +SKIP
+>>> from fedsyft.pinning import login                  # doctest: +SKIP
 >>> client = login("https://10.0.0.5:8443", email, password, fingerprint)   # doctest: +SKIP
 
 is ``sy.login(url=..., port=..., email=..., password=...)`` with the pin (it builds the
@@ -89,7 +89,7 @@ import requests
 from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
 from urllib3.util.retry import Retry
 
-from ..datasite.tls import TlsError, normalize_fingerprint
+from .fingerprints import TlsError, normalize_fingerprint
 
 __all__ = ["PinningError", "PinnedAdapter", "PinnedSession", "pinned_session", "pin_connection", "login",
            "https_origin"]

