@@ -58,13 +58,14 @@ def local_train(data, global_params, config):
 
     started = time.perf_counter()
     try:
+        # 1. Check the settings the researcher sent.
         required = {"seed", "test_fraction", "local_iters", "l2"}
         optional = {"mu", "correction", "n_classes", "scale"}
         if not isinstance(config, dict) or not required <= set(config) <= required | optional:
             raise ValueError(f"config must have the keys {sorted(required)} and may have {sorted(optional)}")
         mu, k = float(config.get("mu", 0.0)), int(config.get("n_classes", 10))
         if not (1 <= int(config["local_iters"]) <= 1000 and 0 < float(config["test_fraction"]) <= 0.5
-                and 0 < float(config["l2"]) < 1e3 and 0 <= mu <= 1e3):  # bounds keep one call from tying up the site
+                and 0 < float(config["l2"]) < 1e3 and 0 <= mu <= 1e3):
             raise ValueError("config out of range: local_iters 1-1000, test_fraction (0, 0.5], l2 (0, 1000), "
                              "mu [0, 1000]")
         X, y = data[0], np.asarray(data[1], dtype=np.int64)
@@ -72,7 +73,8 @@ def local_train(data, global_params, config):
         if not (2 <= k <= 1000 and y.min() >= 0 and y.max() < k):
             raise ValueError(f"labels must be class indices below n_classes={k} (2-1000)")
 
-        def scaled(rows):  # the federation's public scaling: the same on every site
+        # 2. Scale the features the same way on every site (the federation's public scaling).
+        def scaled(rows):
             if "scale" not in config:
                 return rows.astype(np.float32) / np.float32(255)
             low = np.asarray(config["scale"]["low"], np.float32)
@@ -93,8 +95,8 @@ def local_train(data, global_params, config):
 
         start = as_vector(global_params, "global params") if global_params else np.zeros(k * n_features + k)
         shift = as_vector(config["correction"], "correction") if "correction" in config else None
-        # The split of scikit-learn's train_test_split(test_size, random_state=seed), without its
-        # per-call validation (a millisecond, a tenth of a small site's fit): same rows, same order.
+        # 3. Split the rows into local train and test, the same way every round: the split of
+        # scikit-learn's train_test_split(test_size, random_state=seed), same rows, same order.
         n_test = math.ceil(float(config["test_fraction"]) * len(y))
         if n_test >= len(y):
             raise ValueError(f"{len(y)} rows leave none to train on after holding out test_fraction")
@@ -102,11 +104,10 @@ def local_train(data, global_params, config):
         Xtr, Xte, ytr, yte = X[order[n_test:]], X[order[:n_test]], y[order[n_test:]], y[order[:n_test]]
         Xtr, Xte = scaled(Xtr), scaled(Xte)
         n_train, l2, rows = len(ytr), float(config["l2"]), np.arange(len(ytr))
-        # Features that are 0 on every training row (a small MNIST site lights ~580 of 784 pixels):
-        # the data says nothing about their coefficients, which keep the global model's values and
-        # stay out of the optimisation (only l2 would move them, by about 2 % in 25 steps). With many
-        # of them, the products also skip their columns (worth the copy): a small site's fit is ~10 %
-        # faster. SCAFFOLD's correction moves every coefficient: with it, all features are fitted.
+        # 4. Fit from the global model. Features that are 0 on every training row say nothing about
+        # their coefficients, which keep the global model's values and stay out of the optimisation;
+        # with many of them the products skip their columns too. SCAFFOLD's correction moves every
+        # coefficient: with it, all features are fitted.
         used = np.flatnonzero(Xtr.any(axis=0)) if shift is None else np.arange(n_features)
         narrow = len(used) < 0.8 * n_features
         Xfit = Xtr[:, used] if narrow else Xtr
@@ -134,8 +135,7 @@ def local_train(data, global_params, config):
                 loss, grad = loss + shift @ w, grad + shift
             return loss, grad
 
-        # One BLAS thread is fastest here; the caller sets it (a datasite's environment, LocalSite's limit),
-        # since asking threadpoolctl from in here costs ~3 ms a call, a third of a small site's fit.
+        # The caller sets one BLAS thread (a datasite's environment, LocalSite's limit).
         w = minimize(objective, first, jac=True, method="L-BFGS-B",
                      options={"maxiter": int(config["local_iters"]), "gtol": 1e-4}).x
         control = None
@@ -145,6 +145,7 @@ def local_train(data, global_params, config):
         coef[:, used] = w[:-k].reshape(k, -1)
         coef, intercept = coef.astype(np.float32), w[-k:].astype(np.float32)
 
+        # 5. Report the new parameters and aggregate metrics: never a row.
         def metrics(Xs, ys):  # accuracy, mean log-loss, confusion matrix (rows: true class)
             logits = (Xs @ coef.T + intercept).astype(np.float64)
             logits -= logits.max(axis=1, keepdims=True)
