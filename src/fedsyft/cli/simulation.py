@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from ..privacy.plan import DEFAULT_DELTA
 from .app import INTERRUPTED_RUN, user_errors
 from .options import (ALPHA, BETA1, BETA2, CLASSES_PER_CLIENT, CLIENTS_PER_ROUND, CLIP, DATA_DIR, DP_LR, DP_STEPS, EMA,
                       EPSILON, JSON, L2, LOCAL_ITERS, MIN_SITES, MIN_SIZE, MU, OUT, PARTITION, PORT_BASE, QUIET,
@@ -37,7 +38,7 @@ def simulate(
     quiet: bool = QUIET,
     json_summary: bool = JSON,
     epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.01, help="Train privately (DP-SGD): each simulated site gets this budget and the run spends it.", rich_help_panel="Differential privacy"),
-    delta: float = typer.Option(1e-5, "--delta", min=1e-12, max=0.5, help="δ of the private run's guarantee.", rich_help_panel="Differential privacy"),
+    delta: float = typer.Option(DEFAULT_DELTA, "--delta", min=1e-12, max=0.5, help="δ of the private run's guarantee.", rich_help_panel="Differential privacy"),
     sample_rate: Optional[float] = SAMPLE_RATE,
     dp_steps: Optional[int] = DP_STEPS,
     clip: float = CLIP,

@@ -33,11 +33,11 @@ from ..limits import WorkLimits
 from ..mock import DEFAULT_MOCK_ROWS
 from ..partition import iid, make_partition
 from ..privacy.guard import public_row_count
+from ..privacy.plan import DEFAULT_DELTA
 
 DEFAULT_PORT_BASE = 54879
 #: A private datasite's budget when the owner sets none: record-level ε over all calls, at δ.
 DEFAULT_EPSILON_BUDGET = 10.0
-DEFAULT_DELTA = 1e-5
 READY_TIMEOUT = 180.0  # PySyft's import alone can take 30 s on a loaded 2-core machine
 RESEARCHER_EMAIL = "researcher@fedsyft.org"
 
