@@ -197,13 +197,17 @@ def test_a_call_over_the_work_limit_is_refused_at_once_on_a_no_dp_datasite(resea
     import time
 
     site = researcher_sites[0]
+    start = time.perf_counter()
     assert site.status("local_train")["limits"]["max_passes"] == 100  # published to the researcher
+    status_seconds = time.perf_counter() - start  # PySyft's round trip alone
     start = time.perf_counter()
     answer = site.call("local_train", global_params={}, config={**task.DEFAULT_TRAIN_CONFIG, "local_iters": 1000})
     seconds = time.perf_counter() - start
     assert answer == {"error": "refused: this call asks for 1000 passes over the data; this datasite's owner "
                                "allows at most 100 per call (max_passes)"}
-    assert seconds < 1.0, seconds
+    # The gate answers before any work (1,000 iterations would take minutes): as fast as a status answer,
+    # under a second on a quiet machine (PySyft's round trip is most of it).
+    assert seconds < min(5.0, status_seconds + 1.0), (seconds, status_seconds)
     logged = [e for e in map(json.loads, datasites.sites[0].audit_log.read_text().splitlines())
               if e.get("event") == "limit_refused"]
     assert logged and "1000 passes" in logged[-1]["reason"]

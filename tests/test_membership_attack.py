@@ -127,12 +127,16 @@ def test_a_call_over_the_work_limit_is_refused_at_once_and_costs_no_budget(owner
 
     researcher = SyftSite.connect(owner.sites[0].credentials)
     request_approval([researcher], 60, "local_train_dp")
+    start = time.perf_counter()
     before = researcher.status("local_train_dp")
+    status_seconds = time.perf_counter() - start  # PySyft's round trip alone
     assert before["limits"] == {"max_passes": 100.0, "max_concurrent": 2, "queue_seconds": 120.0}
     start = time.perf_counter()
     answer = researcher.call("local_train_dp", global_params={}, config={**CONFIG, "steps": 10_000})
     seconds = time.perf_counter() - start
     assert answer["error"].startswith("refused: this call asks for 10000 passes") and "at most 100" in answer["error"]
-    assert seconds < 1.0, seconds
+    # Before any work (10,000 full-batch steps would take minutes): as fast as a status answer, under a
+    # second on a quiet machine (PySyft's round trip is most of it).
+    assert seconds < min(5.0, status_seconds + 1.0), (seconds, status_seconds)
     after = researcher.status("local_train_dp")["privacy"]
     assert after["calls"] == before["privacy"]["calls"] and after["epsilon_spent"] == before["privacy"]["epsilon_spent"]

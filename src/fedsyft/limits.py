@@ -10,7 +10,8 @@ status answer, and checked before any row is read:
   makes ``steps * sample_rate`` (each step reads a Poisson sample of rate q); an L-BFGS
   call about ``local_iters`` (one gradient over every row per iteration).
 - ``max_concurrent``: how many training calls run at once; more wait their turn for up to
-  ``queue_seconds``, then are refused. Status and plan questions never wait.
+  ``queue_seconds``, then are refused (as is a call that finds 8, or 4 x max_concurrent, already
+  waiting). Status and plan questions never wait.
 
 Both sides use this module: the datasite to refuse, the researcher to check its plan
 before round 1 (so a run never fails in round 7 because of a limit).

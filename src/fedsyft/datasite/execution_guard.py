@@ -81,7 +81,8 @@ def install(limits: WorkLimits, mock: Any, record: Callable[[str, dict], None],
 
     original = action_service.execute_byte_code
     running = threading.BoundedSemaphore(limits.max_concurrent)
-    waiting = threading.BoundedSemaphore(limits.max_concurrent)  # so a flood cannot hold the server's threads
+    # Waiting calls hold one of the server's threads each (its pool has 40): a bound keeps a flood from taking them all.
+    waiting = threading.BoundedSemaphore(max(8, 4 * limits.max_concurrent))
 
     def answer(code_item: Any, result: dict) -> Any:
         return UserCodeExecutionOutput(user_code_id=code_item.id, stdout="", stderr="", result=result)
@@ -129,7 +130,7 @@ def install(limits: WorkLimits, mock: Any, record: Callable[[str, dict], None],
         if not running.acquire(blocking=False):
             if not waiting.acquire(blocking=False):
                 return refuse(code_item, context, f"refused: this datasite is busy ({limits.max_concurrent} calls "
-                                                  "running and as many waiting, max_concurrent); try again later")
+                                                  "running and more waiting, max_concurrent); try again later")
             try:
                 if not running.acquire(timeout=limits.queue_seconds):
                     return refuse(code_item, context, f"refused: this datasite stayed busy for "
