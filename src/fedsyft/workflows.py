@@ -237,12 +237,14 @@ def run_on_datasites(credentials: Sequence[SiteCredentials], config: RunConfig, 
 def demo(config: RunConfig, sites: int = 2, *, port_base: int | None = None, data_dir: Path | None = None,
          out: Path | None = None, min_sites: int | None = None, site_timeout: float = 300.0,
          say: Say = _silent, observers: Observers = _no_observers,
-         on_started: Callable[[Any], None] | None = None) -> FederationResult:
+         on_started: Callable[[Any], None] | None = None,
+         on_finished: Callable[[FederationResult], None] | None = None) -> FederationResult:
     """Everything on this machine: launch ``sites`` MNIST datasites, run as the researcher, stop them.
 
     The datasites are private with budget ``config.epsilon`` when the run is private, else
     ``--no-dp``. ``on_started`` receives the running :class:`~fedsyft.datasite.launch.Datasites`
-    (e.g. to print their banner). The datasites are stopped however the run ends.
+    (e.g. to print their banner), ``on_finished`` the result while they still run (e.g. to print
+    the summary before they stop). The datasites are stopped however the run ends.
     """
     from .data import load_mnist
     from .datasite.launch import DEFAULT_PORT_BASE, Datasites, shard_mnist
@@ -266,9 +268,12 @@ def demo(config: RunConfig, sites: int = 2, *, port_base: int | None = None, dat
             timings[f"datasite_{key}"] = max(s.startup.get(key, 0.0) for s in datasites.sites)
         if on_started is not None:
             on_started(datasites)
-        return run_on_datasites([s.credentials for s in datasites.sites], config, out=out, data_dir=data_dir,
-                                approval_timeout=60, min_sites=min_sites, site_timeout=site_timeout,
-                                timings=timings, syft_import=syft_import, say=say, observers=observers)
+        result = run_on_datasites([s.credentials for s in datasites.sites], config, out=out, data_dir=data_dir,
+                                  approval_timeout=60, min_sites=min_sites, site_timeout=site_timeout,
+                                  timings=timings, syft_import=syft_import, say=say, observers=observers)
+        if on_finished is not None:
+            on_finished(result)
+        return result
     finally:
         datasites.stop()
         say("Datasites stopped.")

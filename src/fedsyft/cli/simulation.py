@@ -116,8 +116,10 @@ def demo(
                             dp_lr, strategy_settings(strategy, mu, server_lr, server_momentum, beta1, beta2, tau,
                                                      clients_per_round, ema))
         out = out or default_run_dir()
-        result = demo_run(config, sites, port_base=port_base, data_dir=data_dir, out=out, min_sites=min_sites,
-                          site_timeout=site_timeout, say=out_.say, observers=out_.observers,
-                          on_started=lambda datasites: print_banner(datasites.sites, out_.say))
-        out_.close()
-        out_.summary(result.history, out, time.perf_counter() - start)
+        def summary(result) -> None:
+            out_.close()
+            out_.summary(result.history, out, time.perf_counter() - start)
+
+        demo_run(config, sites, port_base=port_base, data_dir=data_dir, out=out, min_sites=min_sites,
+                 site_timeout=site_timeout, say=out_.say, observers=out_.observers,
+                 on_started=lambda datasites: print_banner(datasites.sites, out_.say), on_finished=summary)
