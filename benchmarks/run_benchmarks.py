@@ -12,7 +12,9 @@ Sections:
 - centralized: one logistic regression on all 60,000 images with the same L2: the ceiling.
 - heterogeneity: strategies on label-skewed partitions (Dirichlet 0.1 over 10 sites; McMahan's
   pathological 100 x 2 shards of 300 with 10 clients a round; FedProx's 1,000 power-law devices,
-  10 a round, 100 rounds) and the simulation engine's wall time, each as ``fedsyft simulate``.
+  10 a round, 100 rounds): tuned settings, and every strategy with its defaults (``--strategy S``
+  alone; also alone: ``--only defaults``); and the simulation engine's wall time, each as
+  ``fedsyft simulate``.
 - own_data: a data owner's own tables (scikit-learn's breast cancer and digits): two "clinics"
   on real TLS datasites (held-out quarter) and simulations, with and without DP, against a
   centralized logistic regression on the same rows.
@@ -146,21 +148,22 @@ def _timed(args: str, repeats: int = 3) -> dict:
 
 
 POWERLAW_BEST = "--strategy fedadam --server-lr 0.03 --local-iters 2 --unweighted --ema 0.95"
+# Tuned settings per setting; every strategy with its defaults alone is bench_defaults' (FedAvg's included).
 HETEROGENEITY = {
     "dirichlet_0.1_10_sites_20_rounds": ("--sites 10 --partition dirichlet --alpha 0.1 --rounds 20", [
-        "", "--local-iters 2", "--strategy fedprox --mu 0.1 --local-iters 5", "--strategy scaffold --local-iters 3",
+        "--local-iters 2", "--strategy fedprox --mu 0.1 --local-iters 5", "--strategy scaffold --local-iters 3",
         "--strategy fedavgm --local-iters 2", "--strategy fedadam --server-lr 0.03 --local-iters 2",
         "--strategy fedyogi --server-lr 0.03 --local-iters 2",
         "--strategy fedadam --server-lr 0.03 --local-iters 2 --ema 0.5"]),
     "pathological_100x2_shards_of_300_10_per_round": (
         "--sites 100 --partition shards --shards-per-client 2 --shard-size 300 --clients-per-round 10 --rounds 100", [
-            "", "--local-iters 3", "--strategy fedprox --mu 0.1 --local-iters 3",
+            "--local-iters 3", "--strategy fedprox --mu 0.1 --local-iters 3",
             "--strategy fedadam --server-lr 0.01 --local-iters 3 --unweighted",
             "--strategy fedadam --server-lr 0.01 --local-iters 3 --unweighted --ema 0.8",
             "--strategy fedadam --server-lr 0.03 --local-iters 2 --unweighted --ema 0.9"]),
     "fedprox_powerlaw_1000_devices_10_per_round_100_rounds": (
         "--sites 1000 --partition powerlaw --clients-per-round 10 --rounds 100", [
-            "", "--local-iters 3 --unweighted", "--strategy fedprox --mu 0.1 --local-iters 3 --unweighted",
+            "--local-iters 3 --unweighted", "--strategy fedprox --mu 0.1 --local-iters 3 --unweighted",
             "--strategy scaffold --local-iters 3", "--strategy fedadam --server-lr 0.01 --local-iters 3 --unweighted",
             "--strategy fedyogi --server-lr 0.01 --local-iters 5",
             "--strategy fedadam --server-lr 0.01 --beta1 0.98 --local-iters 2 --unweighted",
@@ -187,7 +190,39 @@ def bench_heterogeneity() -> dict:
                                              "variant": POWERLAW_BEST, "seed": seed} for seed in POWERLAW_SEEDS]
     for row in results["powerlaw_best_other_seeds"]:
         print(f"  powerlaw, seed {row['seed']}: {row['final_global_test_accuracy']:.4f}", flush=True)
+    results["defaults"] = bench_defaults()
     results["timing"] = bench_timing()
+    return results
+
+
+def bench_defaults() -> dict:
+    """Every strategy with nothing but ``--strategy`` on each non-IID setting (also alone: ``--only defaults``).
+
+    Issue 17's "defaults that work": each strategy's defaults within a point of its tuned best
+    on the Dirichlet setting. The run's recorded settings are kept with the row and must be
+    the strategy's defaults: a command line that still passed fixed defaults of its own
+    (``--local-iters 25``, weighted) would measure something else.
+    """
+    from fedsyft.experiment import RunConfig
+    from fedsyft.strategies import STRATEGIES
+
+    results: dict = {}
+    for setting, (base, _) in HETEROGENEITY.items():
+        results[setting] = []
+        for name in STRATEGIES:
+            row = _simulate(*base.split(), "--strategy", name)
+            config = json.loads((OUT / "heterogeneity" / "metrics.json").read_text())["config"]
+            expected = RunConfig(strategy=name, clients_per_round=config["clients_per_round"])
+            if (config["local_iters"], config["strategy_settings"]) != (expected.setting("local_iters"),
+                                                                         expected.make_strategy().describe()):
+                raise SystemExit(f"simulate --strategy {name} ran with local_iters {config['local_iters']} and "
+                                 f"{config['strategy_settings']}, not the strategy's defaults: the command line "
+                                 "does not leave them to the strategy")
+            row.update(variant=f"--strategy {name}", strategy=name, local_iters=config["local_iters"],
+                       strategy_settings=config["strategy_settings"])
+            results[setting].append(row)
+            print(f"  {setting}: {name} defaults: {row['final_global_test_accuracy']:.4f} "
+                  f"(best {row['best']:.4f}) in {row['wall_seconds']:.1f} s", flush=True)
     return results
 
 
@@ -390,8 +425,9 @@ def _private_round_cost() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["simulate", "demo", "replaced", "centralized", "privacy", "heterogeneity",
-                                           "timing", "own_data"], action="append",
-                        help="run only these parts (repeatable); timing re-runs heterogeneity's timed rows alone")
+                                           "timing", "defaults", "own_data"], action="append",
+                        help="run only these parts (repeatable); timing and defaults re-run those rows of "
+                             "heterogeneity alone")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
     wanted = args.only or ["simulate", "demo", "replaced", "centralized", "privacy", "heterogeneity", "own_data"]
@@ -405,8 +441,8 @@ def main() -> None:
              "own_data": bench_own_data}
     for name in wanted:
         print(f"running {name} ...", flush=True)
-        if name == "timing":
-            results.setdefault("heterogeneity", {})["timing"] = bench_timing()
+        if name in ("timing", "defaults"):
+            results.setdefault("heterogeneity", {})[name] = bench_timing() if name == "timing" else bench_defaults()
         else:
             results[name] = steps[name]()
         args.output.write_text(json.dumps(results, indent=1))

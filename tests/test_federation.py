@@ -12,6 +12,7 @@ from fedsyft.federation import FederationError, federate
 from fedsyft.history import GlobalEval, History, SiteRound
 from fedsyft.run_dir import load_model
 from fedsyft.sites import LocalSite, SiteError, SiteResult
+from fedsyft.strategies import FedAvg
 
 
 class FakeSite:
@@ -40,7 +41,7 @@ def _evaluate(params):
 def test_sites_run_in_parallel_and_results_are_weighted():
     a, b = FakeSite("a", 1.0, 100, delay=0.5), FakeSite("b", 3.0, 300, delay=0.5)
     start = time.perf_counter()
-    result = federate([a, b], 2, {}, _evaluate, history=History({}))
+    result = federate([a, b], 2, {}, _evaluate, history=History({}), strategy=FedAvg())
     assert time.perf_counter() - start < 1.8  # 2 rounds of two 0.5 s sites, in parallel
     assert np.allclose(result.params["coef"], 2.5)
     assert a.calls[0] is None and np.allclose(a.calls[1]["coef"], 2.5)  # round 2 gets the global model
@@ -50,7 +51,7 @@ def test_sites_run_in_parallel_and_results_are_weighted():
 
 def test_a_failing_site_is_left_out_recorded_and_asked_again():
     a, b = FakeSite("a", 1.0, 100), FakeSite("b", 3.0, 300, fail_on_round=2)
-    result = federate([a, b], 3, {}, _evaluate, history=History({}))
+    result = federate([a, b], 3, {}, _evaluate, history=History({}), strategy=FedAvg())
     r1, r2, r3 = result.history.rounds
     assert r2.failures == {"b": "went away"} and list(r2.sites) == ["a"]
     assert np.allclose(r1.global_.test_accuracy, 2.5)   # weighted over both
@@ -63,14 +64,15 @@ def test_below_the_quorum_the_run_stops_and_keeps_finished_rounds():
     history = History({})
     sites = [FakeSite("a", 1, 10), FakeSite("b", 1, 10, fail_on_round=2)]
     with pytest.raises(FederationError, match="round 2: only 1 of 2 sites answered, 2 needed .b: went away"):
-        federate(sites, 3, {}, _evaluate, history=history, min_sites=2)
+        federate(sites, 3, {}, _evaluate, history=history, strategy=FedAvg(), min_sites=2)
     assert len(history.rounds) == 1
 
 
 def test_a_site_that_does_not_answer_in_time_is_left_out():
     slow = FakeSite("slow", 9.0, 10, delay=3.0)
     start = time.perf_counter()
-    result = federate([FakeSite("a", 1.0, 10), slow], 1, {}, _evaluate, history=History({}), site_timeout=0.5)
+    result = federate([FakeSite("a", 1.0, 10), slow], 1, {}, _evaluate, history=History({}), strategy=FedAvg(),
+                      site_timeout=0.5)
     assert time.perf_counter() - start < 2.0
     assert result.history.rounds[0].failures == {"slow": "no answer within 0.5 s"}
     assert np.allclose(result.params["coef"], 1.0)
@@ -78,22 +80,22 @@ def test_a_site_that_does_not_answer_in_time_is_left_out():
 
 def test_a_run_continues_from_its_history_and_parameters():
     history = History({})
-    first = federate([FakeSite("a", 1.0, 10)], 1, {}, _evaluate, history=history)
+    first = federate([FakeSite("a", 1.0, 10)], 1, {}, _evaluate, history=history, strategy=FedAvg())
     site = FakeSite("a", 2.0, 10)
-    federate([site], 3, {}, _evaluate, history=history, params=first.params)
+    federate([site], 3, {}, _evaluate, history=history, strategy=FedAvg(), params=first.params)
     assert [r.round for r in history.rounds] == [1, 2, 3]
     assert np.allclose(site.calls[0]["coef"], 1.0)  # round 2 started from round 1's model
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="at least 1"):
-        federate([FakeSite("a", 1, 1)], 0, {}, _evaluate, history=History({}))
+        federate([FakeSite("a", 1, 1)], 0, {}, _evaluate, history=History({}), strategy=FedAvg())
     with pytest.raises(ValueError, match="unique"):
-        federate([FakeSite("a", 1, 1), FakeSite("a", 1, 1)], 1, {}, _evaluate, history=History({}))
+        federate([FakeSite("a", 1, 1), FakeSite("a", 1, 1)], 1, {}, _evaluate, history=History({}), strategy=FedAvg())
     with pytest.raises(ValueError, match="rounds"):
         RunConfig(rounds=-1)
     with pytest.raises(ValueError, match="min_sites"):
-        federate([FakeSite("a", 1, 1)], 1, {}, _evaluate, history=History({}), min_sites=2)
+        federate([FakeSite("a", 1, 1)], 1, {}, _evaluate, history=History({}), strategy=FedAvg(), min_sites=2)
 
 
 def test_simulated_run_learns_and_writes_the_run_directory(small_shards, mnist, tmp_path):
@@ -154,7 +156,7 @@ def test_a_checkpoint_holds_the_history_as_utf8_and_older_string_checkpoints_sti
     from fedsyft.run_dir import CHECKPOINT_FILE, RunDirectory, load_checkpoint
 
     history = History({"note": "é"})  # non-ASCII survives the bytes
-    result = federate([FakeSite("a", 1.0, 100)], 2, {}, _evaluate, history=history,
+    result = federate([FakeSite("a", 1.0, 100)], 2, {}, _evaluate, history=history, strategy=FedAvg(),
                       observers=[RunDirectory(tmp_path, history)])
     with np.load(tmp_path / CHECKPOINT_FILE) as f:
         assert f["history"].dtype == np.uint8

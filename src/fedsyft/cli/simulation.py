@@ -10,10 +10,10 @@ import typer
 
 from ..privacy.plan import DEFAULT_DELTA
 from .app import INTERRUPTED_RUN, user_errors
-from .options import (ALPHA, BETA1, BETA2, CLASSES_PER_CLIENT, CLIENTS_PER_ROUND, CLIP, DATA_DIR, DP_LR, DP_STEPS, EMA,
+from .options import (FEATURES, ALPHA, BETA1, BETA2, CLASSES_PER_CLIENT, CLIENTS_PER_ROUND, CLIP, DATA_DIR, DP_LR, DP_STEPS, EMA,
                       EPSILON, JSON, L2, LOCAL_ITERS, MIN_SITES, MIN_SIZE, MU, OUT, PARTITION, PORT_BASE, QUIET,
                       RESUME, ROUNDS, SAMPLE_RATE, SEED, SERVER_LR, SERVER_MOMENTUM, SHARD_SIZE, SHARDS_PER_CLIENT,
-                      SITE_TIMEOUT, STRATEGY, TAU, UNWEIGHTED, VERBOSE, Partition, StrategyName, interrupt_on_signals,
+                      SITE_TIMEOUT, STRATEGY, TAU, WEIGHTED, VERBOSE, FeatureName, Partition, StrategyName, interrupt_on_signals,
                       output, partition_settings, print_banner, run_config, strategy_settings)
 
 
@@ -28,9 +28,9 @@ def simulate(
     shards_per_client: int = SHARDS_PER_CLIENT,
     shard_size: Optional[int] = SHARD_SIZE,
     classes_per_client: int = CLASSES_PER_CLIENT,
-    local_iters: int = LOCAL_ITERS,
+    local_iters: Optional[int] = LOCAL_ITERS,
     l2: float = L2,
-    unweighted: bool = UNWEIGHTED,
+    weighted: Optional[bool] = WEIGHTED,
     data_dir: Optional[Path] = DATA_DIR,
     min_sites: Optional[int] = MIN_SITES,
     site_timeout: float = SITE_TIMEOUT,
@@ -52,6 +52,7 @@ def simulate(
     tau: Optional[float] = TAU,
     clients_per_round: Optional[float] = CLIENTS_PER_ROUND,
     ema: Optional[float] = EMA,
+    features: FeatureName = FEATURES,
     data: Optional[Path] = typer.Option(None, "--data", help="Your own table (CSV, Parquet or NPZ; numeric features) instead of MNIST, partitioned over the sites; needs --label.", rich_help_panel="Own data"),
     label: Optional[str] = typer.Option(None, "--label", help="The label column of --data and --test.", rich_help_panel="Own data"),
     test_file: Optional[Path] = typer.Option(None, "--test", help="The researcher's test set (same columns as --data). Default: a stratified 20 % of --data, held out before partitioning.", rich_help_panel="Own data"),
@@ -62,9 +63,9 @@ def simulate(
 
     start = time.perf_counter()
     with output(quiet, json_summary) as out_, user_errors(INTERRUPTED_RUN):
-        config = run_config(rounds, seed, local_iters, l2, unweighted, epsilon, delta, sample_rate, dp_steps, clip,
+        config = run_config(rounds, seed, local_iters, l2, weighted, epsilon, delta, sample_rate, dp_steps, clip,
                             dp_lr, strategy_settings(strategy, mu, server_lr, server_momentum, beta1, beta2, tau,
-                                                     clients_per_round, ema))
+                                                     clients_per_round, ema), features)
         out = resume or out or default_run_dir()
         result = simulate_run(config, sites, partition=partition.value,
                               partition_settings=partition_settings(partition, alpha, min_size, shards_per_client,
@@ -82,7 +83,7 @@ def demo(
     seed: int = SEED,
     port_base: int = PORT_BASE,
     out: Optional[Path] = OUT,
-    local_iters: int = LOCAL_ITERS,
+    local_iters: Optional[int] = LOCAL_ITERS,
     l2: float = L2,
     data_dir: Optional[Path] = DATA_DIR,
     min_sites: Optional[int] = MIN_SITES,
@@ -103,6 +104,7 @@ def demo(
     tau: Optional[float] = TAU,
     clients_per_round: Optional[float] = CLIENTS_PER_ROUND,
     ema: Optional[float] = EMA,
+    features: FeatureName = FEATURES,
 ) -> None:
     """Everything on this machine: launch datasites, run FedAvg as a researcher, stop the datasites."""
     from ..experiment import default_run_dir
@@ -112,9 +114,9 @@ def demo(
     start = time.perf_counter()
     with output(quiet, False, verbose) as out_, user_errors("interrupted; the datasites were stopped and finished "
                                                             "rounds kept"):
-        config = run_config(rounds, seed, local_iters, l2, False, epsilon, None, sample_rate, dp_steps, clip,
+        config = run_config(rounds, seed, local_iters, l2, None, epsilon, None, sample_rate, dp_steps, clip,
                             dp_lr, strategy_settings(strategy, mu, server_lr, server_momentum, beta1, beta2, tau,
-                                                     clients_per_round, ema))
+                                                     clients_per_round, ema), features)
         out = out or default_run_dir()
         def summary(result) -> None:
             out_.close()

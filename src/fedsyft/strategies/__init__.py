@@ -1,7 +1,8 @@
 """The researcher's algorithms: what to send each site, and how to combine what comes back.
 
-``make_strategy("fedavg" | "fedprox" | "scaffold" | "fedavgm" | "fedadam" | "fedyogi", ...)``
-builds one from the CLI's options. Every strategy works with differential privacy: what it
+``make_strategy("fedavg" | "fedprox" | "scaffold" | "fedavgm" | "fedadam" | "fedyogi", **options)``
+builds one; each option is declared once in :mod:`fedsyft.strategies.options` (name, type,
+default per strategy, range, help). Every strategy works with differential privacy: what it
 adds on the site (FedProx's proximal term, SCAFFOLD's correction) is data-independent,
 and what it does on the researcher's side is post-processing of what the sites released.
 """
@@ -12,27 +13,28 @@ from typing import Any
 
 from .base import FitInstruction, Strategy, display_name
 from .fedavg import FedAvg, FedProx
+from .options import OPTIONS, STRATEGY, TRAINING, Option, flags, option, options_for, typer_option
 from .scaffold import Scaffold
 from .server_optimizers import FedAdam, FedAvgM, FedYogi
 
-STRATEGIES = {s.name: s for s in (FedAvg, FedProx, Scaffold, FedAvgM, FedAdam, FedYogi)}
+STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (FedAvg, FedProx, Scaffold, FedAvgM, FedAdam, FedYogi)}
 
 
 def make_strategy(name: str, **settings: Any) -> Strategy:
-    """The strategy ``name`` with the settings it takes; settings it does not take are ignored if None.
+    """The strategy ``name`` with the options given (None: the strategy's default), and ``seed``.
 
-    Raises ValueError naming an unknown strategy or a setting the strategy does not take.
+    Raises ValueError naming an unknown strategy or an option the strategy does not take
+    (given as something other than None), and :class:`~fedsyft.errors.ParameterError`
+    naming an option out of its range.
     """
     cls = STRATEGIES.get(str(getattr(name, "value", name)))
     if cls is None:
         raise ValueError(f"unknown strategy {name!r}: choose {', '.join(STRATEGIES)}")
-    import inspect
-
-    accepted = set(inspect.signature(cls.__init__).parameters) | {"clients_per_round", "seed", "weighted", "ema"}
+    accepted = {o.name for o in options_for(cls.name, STRATEGY)} | {"seed"}
     extra = {k for k, v in settings.items() if v is not None and k not in accepted}
     if extra:
         raise ValueError(f"strategy {cls.name} does not take {', '.join(sorted(extra))}")
-    return cls(**{k: v for k, v in settings.items() if v is not None and k in accepted})
+    return cls(**{k: v for k, v in settings.items() if v is not None})
 
 
 def strategy_label(settings: dict[str, Any] | None) -> str:
@@ -46,5 +48,6 @@ def strategy_label(settings: dict[str, Any] | None) -> str:
     return display_name(title, settings.get("ema"))
 
 
-__all__ = ["FedAdam", "FedAvg", "FedAvgM", "FedProx", "FedYogi", "FitInstruction", "STRATEGIES", "Scaffold",
-           "Strategy", "make_strategy", "strategy_label"]
+__all__ = ["FedAdam", "FedAvg", "FedAvgM", "FedProx", "FedYogi", "FitInstruction", "OPTIONS", "Option", "STRATEGIES",
+           "STRATEGY", "Scaffold", "Strategy", "TRAINING", "flags", "make_strategy", "option", "options_for",
+           "strategy_label", "typer_option"]

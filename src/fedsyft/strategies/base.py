@@ -3,43 +3,30 @@
 The shape of Flower's ``Strategy`` (``configure_fit`` / ``aggregate_fit``), kept small: the
 federation loop asks the strategy for one :class:`FitInstruction` per site it wants to hear
 from, calls those sites, and hands the answers back. Every algorithm lives here, so the loop
-knows none.
+knows none. :class:`Strategy` is abstract; :class:`~fedsyft.strategies.FedAvg` is the plain
+concrete one.
 """
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ..aggregate import Params, fedavg
+from ..aggregate import Params
 from ..sites.base import SiteResult
+from .options import STRATEGY, count_or_fraction, options_for, resolve
 
-EMA_PREFIX = "ema|"
+__all__ = ["FitInstruction", "Strategy", "count_or_fraction", "display_name", "zeros_like_model"]
 
 
 def display_name(title: str, ema: float | None) -> str:
     """A strategy's title with its averaging, as consoles and reports show it: "FedAdam + EMA 0.95"."""
     return title + (f" + EMA {ema:g}" if ema else "")
-
-
-def count_or_fraction(value: int | float | None) -> int | float | None:
-    """``clients_per_round`` checked: None, a whole count of at least 1 (as an int), or a fraction in (0, 1).
-
-    Raises ValueError for anything else (0, negatives, 2.5, NaN).
-    """
-    if value is None:
-        return None
-    value = float(value)
-    if 0 < value < 1:
-        return value
-    if value >= 1 and value.is_integer():
-        return int(value)
-    raise ValueError(f"clients_per_round must be a count of sites (1, 2, ...) or a fraction between 0 and 1, "
-                     f"got {value:g}")
 
 
 def zeros_like_model(params: Params | None, config: Mapping[str, Any] | None = None) -> Params:
@@ -64,8 +51,12 @@ class FitInstruction:
     config: dict[str, Any]
 
 
-class Strategy:
-    """FedAvg (McMahan et al. 2017), with optional client sampling; the base of every strategy.
+class Strategy(ABC):
+    """The base of every strategy: client sampling, the moving average, state and description.
+
+    A strategy says how to combine the sites' answers (:meth:`aggregate_fit`, abstract) and
+    may adjust what each site receives (:meth:`site_config`). Its options are declared in
+    :mod:`fedsyft.strategies.options`; None means the strategy's default there.
 
     Parameters
     ----------
@@ -80,20 +71,27 @@ class Strategy:
         starting from the first aggregate. The sites still train from the latest
         aggregate; the average is what is evaluated, saved and returned. It smooths
         the round-to-round swings of sampled, non-IID rounds, and as post-processing
-        it costs no privacy. 0 (the default): the model is the aggregate.
+        it costs no privacy. 0: the model is the aggregate.
+
+    ``weighted`` and ``ema`` left None take the strategy's defaults, which for some
+    strategies depend on whether ``clients_per_round`` is given (see the options).
     """
 
-    name = "fedavg"
-    title = "FedAvg"  # as people write it
+    name: ClassVar[str]   # as it is chosen: make_strategy("fedavg")
+    title: ClassVar[str]  # as people write it: "FedAvg"
 
-    def __init__(self, *, clients_per_round: int | float | None = None, seed: int = 0, weighted: bool = True,
-                 ema: float = 0.0):
-        clients_per_round = count_or_fraction(clients_per_round)
-        if not 0 <= ema < 1:
-            raise ValueError(f"ema must be at least 0 and below 1, got {ema}")
-        self.clients_per_round, self.seed, self.weighted, self.ema = clients_per_round, seed, weighted, float(ema)
+    def __init__(self, *, clients_per_round: int | float | None = None, seed: int = 0, weighted: bool | None = None,
+                 ema: float | None = None):
+        self.clients_per_round = count_or_fraction(clients_per_round)
+        self.seed = seed
+        self.weighted = self._option("weighted", weighted)
+        self.ema = self._option("ema", ema)
         self._average: Params | None = None
         self._averaged_round = 0
+
+    def _option(self, name: str, value: Any) -> Any:
+        """Option ``name`` as given, checked, or this strategy's default (for a run that samples sites or not)."""
+        return resolve(name, value, self.name, sampled=self.clients_per_round is not None)
 
     # -- the two hooks the federation loop calls --
 
@@ -102,9 +100,9 @@ class Strategy:
         """One instruction per site to call this round (in ``sites`` order)."""
         return {name: FitInstruction(params, self.site_config(name, config)) for name in self.sample(round_no, sites)}
 
+    @abstractmethod
     def aggregate_fit(self, round_no: int, params: Params | None, results: Mapping[str, SiteResult]) -> Params:
-        """The new global parameters from the sites that answered (in call order)."""
-        return fedavg([(r.params, r.n_train) for r in results.values()], weighted=self.weighted)
+        """The new global parameters from the sites that answered (in call order), given the current ``params``."""
 
     def round_model(self, round_no: int, params: Params) -> Params:
         """The model round ``round_no`` yields from its aggregate ``params``: evaluated, saved, returned.
@@ -138,21 +136,26 @@ class Strategy:
         chosen = np.sort(rng.choice(len(sites), size=k, replace=False))
         return [sites[i] for i in chosen]
 
-    def state(self) -> dict[str, np.ndarray]:
-        """Arrays to checkpoint so a resumed run continues exactly (the moving average, if any).
+    # -- state: what a checkpoint keeps so a resumed run continues exactly --
 
-        Subclasses add their own under keys without the ``ema|`` prefix.
+    def state_dict(self) -> dict[str, Any]:
+        """The strategy's state as a nested dict of arrays: here the moving average, if any.
+
+        ``{"ema": {"coef": ..., "intercept": ..., "round": n}}``; subclasses add their own
+        top-level keys. Empty for a strategy that keeps nothing between rounds. The run
+        directory flattens it into the checkpoint (:func:`fedsyft.run_dir.flatten_state`).
         """
         if self._average is None:
             return {}
-        return {**{EMA_PREFIX + k: v for k, v in self._average.items()},
-                EMA_PREFIX + "round": np.asarray(self._averaged_round)}
+        return {"ema": {**self._average, "round": np.asarray(self._averaged_round)}}
 
-    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
-        """Restore what :meth:`state` returned (subclasses restore the keys without the ``ema|`` prefix)."""
-        average = {k[len(EMA_PREFIX):]: np.asarray(v, np.float64) for k, v in state.items() if k.startswith(EMA_PREFIX)}
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (subclasses restore their own keys)."""
+        average = {k: np.asarray(v, np.float64) for k, v in (state.get("ema") or {}).items()}
         self._averaged_round = int(average.pop("round", 0))
         self._average = average or None
+
+    # -- for people --
 
     @property
     def label(self) -> str:
@@ -160,11 +163,11 @@ class Strategy:
         return display_name(self.title, self.ema)
 
     def describe(self) -> dict[str, Any]:
-        """The strategy's name and settings, for the run's recorded config."""
-        return {"strategy": self.name, "clients_per_round": self.clients_per_round, "weighted": self.weighted,
-                **({"ema": self.ema} if self.ema else {})}  # absent when off, as in runs recorded before it existed
+        """The strategy's name and the options it takes as in effect, for the run's recorded config.
 
-
-def own_state(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A checkpointed state without the base class's moving average: what a subclass restores itself."""
-    return {k: v for k, v in state.items() if not k.startswith(EMA_PREFIX)}
+        ``ema`` is left out when off, as in runs recorded before it existed.
+        """
+        settings = {o.name: getattr(self, o.name) for o in options_for(self.name, STRATEGY)}
+        if not settings.get("ema"):
+            settings.pop("ema", None)
+        return {"strategy": self.name, **settings}
