@@ -2,7 +2,8 @@
 
 Format (a contract other tools use): ``{"sites": [{"name", "url", "email", "password", "privacy", "tls_fingerprint"}]}``.
 ``tls_fingerprint`` (optional, with an ``https://`` url) is the SHA-256 of the site's certificate;
-``schema`` (optional) is a tabular federation's public schema (see :mod:`fedsyft.schema`).
+``schema`` (optional) is a tabular federation's public schema (see :mod:`fedsyft.schema`);
+``features`` (optional) the public feature map the site's data went through (see :mod:`fedsyft.features`).
 ``privacy`` (optional) is what the data owner makes public about the site's privacy:
 ``{"private": true, "epsilon_budget": 10.0, "delta": 1e-05}`` or ``{"private": false}``.
 It holds passwords, so it is written readable by its owner only (mode 0600).
@@ -35,6 +36,7 @@ class SiteCredentials:
     privacy: dict | None = None  # public: {"private": bool, "epsilon_budget": float, "delta": float}
     tls_fingerprint: str | None = None  # SHA-256 of an https:// site's certificate, pinned by the researcher
     schema: dict | None = None  # a tabular federation's public schema (features, classes, ranges); None: MNIST
+    features: dict | None = None  # the public feature map of the site's data (FeatureMap.to_dict()); None: raw
 
     @property
     def private(self) -> bool | None:
@@ -84,7 +86,7 @@ def read_sites_file(path: Path) -> list[SiteCredentials]:
         if pin is not None:
             if url.scheme != "https" or not isinstance(pin, str):
                 raise ConnectionFileError(f"sites file {path}: site {i} has a tls_fingerprint but no https:// url")
-            from .datasite.tls import TlsError, normalize_fingerprint
+            from .fingerprints import TlsError, normalize_fingerprint
 
             try:
                 pin = normalize_fingerprint(pin)
@@ -98,8 +100,16 @@ def read_sites_file(path: Path) -> list[SiteCredentials]:
                 Schema.from_dict(schema, source=f"sites file {path}: site {i} schema")
             except SchemaError as e:
                 raise ConnectionFileError(str(e)) from None
+        features = entry.get("features")
+        if features is not None:
+            from .features import FeatureMap
+
+            try:
+                FeatureMap.from_dict(features)
+            except ValueError as e:
+                raise ConnectionFileError(f"sites file {path}: site {i} features: {e}") from None
         sites.append(SiteCredentials(**{k: entry[k] for k in fields}, privacy=privacy, tls_fingerprint=pin,
-                                     schema=schema))
+                                     schema=schema, features=features))
     names = [s.name for s in sites]
     if len(set(names)) != len(names):
         raise ConnectionFileError(f"sites file {path}: site names must be unique, got {names}")

@@ -41,7 +41,7 @@ _DP_KEYS = ("epsilon", "delta", "sample_rate", "dp_steps", "clip", "dp_lr", "sit
 _LOCAL_TRAIN_KEYS = ("local_iters", "test_fraction")  # local_train's only: local_train_dp has neither
 _GROUPS = (  # (heading, config keys in the order shown); keys of no group are listed last, as recorded
     ("run", ("sites", "site_kind", "rounds", "seed")),
-    ("data", ("partition", "data_file", "label", "test_file", "data_dir", "test_data_dir", "schema")),
+    ("data", ("partition", "data_file", "label", "test_file", "data_dir", "test_data_dir", "schema", "features")),
     ("strategy", _STRATEGY_KEYS),
     ("training on the sites", ("local_iters", "l2", "test_fraction", *_DP_KEYS)),
 )
@@ -169,6 +169,14 @@ def settings_in_effect(config: dict[str, Any]) -> list[SettingGroup]:
         features, classes = schema.get("features") or [], schema.get("classes") or []
         values["schema"] = Setting("schema", f"{len(features):,} features, {len(classes):,} classes",
                                    str(schema.get("name") or ""))
+    features = config.get("features")
+    if isinstance(features, dict) and "features" in values:
+        from .features import FeatureMap
+
+        fm = FeatureMap.from_dict(features)
+        detail = ", ".join(f"{k}={v}" for k, v in features.items() if k != "name")
+        values["features"] = Setting("features", fm.name, f"{detail}: {fm.output_width():,} public features per image "
+                                                          "(data-independent, no privacy cost)")
     if private:
         for k in _LOCAL_TRAIN_KEYS:
             values.pop(k, None)

@@ -302,13 +302,18 @@ def training_function_name(config: dict) -> str:
     return "local_train_dp" if is_private_config(config) else "local_train"
 
 
-def model_from_params(params: dict) -> "LogisticRegression":  # noqa: F821
+def model_from_params(params: dict, features: dict | None = None) -> "LogisticRegression":  # noqa: F821
     """A fitted scikit-learn ``LogisticRegression`` holding ``params``.
 
     Use it like any estimator on scaled features: ``model.predict(X / 255)`` for MNIST,
     ``model.predict(schema.scale(X))`` for a tabular federation (class indices into
-    ``schema.classes``).
+    ``schema.classes``). With ``features``, the run's public feature map (``RunConfig.features``),
+    it is a scikit-learn Pipeline that takes raw uint8 images: the map, then the regression.
     """
+    if features is not None and features.get("name") != "none":
+        from .features import FeatureMap, pipeline
+
+        return pipeline(params, FeatureMap.from_dict(features))
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression()

@@ -14,8 +14,8 @@ from ..connection import SITES_FILE
 from ..privacy.plan import DEFAULT_DELTA
 from .app import fail, user_errors
 from .options import (ALPHA, CLASSES_PER_CLIENT, DATA_DIR, DEFAULT_SITES_FILE, MIN_SIZE, NO_DP_WARNING, OWNER_STATE,
-                      PARTITION, PORT_BASE, SHARD_SIZE, SHARDS_PER_CLIENT, Partition, interrupt_on_signals,
-                      partition_settings, print_banner)
+                      PARTITION, PORT_BASE, SHARD_SIZE, SHARDS_PER_CLIENT, FeatureName, Partition, feature_map,
+                      interrupt_on_signals, partition_settings, print_banner, progress_bar)
 
 
 def launch(
@@ -32,6 +32,7 @@ def launch(
     no_dp: bool = typer.Option(False, "--no-dp", help="Opt out of differential privacy: release non-private models and local metrics (a researcher can then reconstruct rows of a small data set).", rich_help_panel="Differential privacy"),
     max_passes: Optional[float] = typer.Option(None, "--max-passes", min=0.001, help="The most work one training call may make a datasite do, in passes over its rows (DP-SGD: steps x sample rate; L-BFGS: iterations). Calls above it are refused before any row is read. Default: 100, or what the state holds.", rich_help_panel="Limits"),
     max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="Training calls a datasite runs at once; as many more wait their turn, the rest are refused. Default: 2, or what the state holds.", rich_help_panel="Limits"),
+    features: FeatureName = typer.Option(FeatureName.none, "--features", help="Map the images once, when a datasite is first provisioned, through a public feature map: scatter (wavelet scattering, J=2, L=8: 3,969 features, kept in the state as uint8) or none. A relaunch from --state keeps the map its state was made with.", rich_help_panel="Features"),
     public_rows: Optional[int] = typer.Option(None, "--public-rows", min=1, help="The row count each private datasite publishes instead of its exact one (fixed when the site is first provisioned). Default: the count rounded to two significant figures.", rich_help_panel="Differential privacy"),
     tls: bool = typer.Option(False, "--tls", help="Serve HTTPS with a self-signed certificate made per datasite (kept in its state); the connection file carries each certificate's SHA-256 fingerprint, which researchers pin.", rich_help_panel="TLS"),
     tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="Serve HTTPS with your own certificate (PEM; with --tls-key).", rich_help_panel="TLS"),
@@ -62,6 +63,7 @@ def launch(
         fail("--manual-approval needs --state DIR, where 'fedsyft requests' and 'fedsyft approve' find the datasites")
     if no_dp and (epsilon is not None or delta is not None):
         fail("--no-dp turns differential privacy off; leave out --epsilon and --delta")
+    progress = progress_bar()
     with user_errors("interrupted while starting; every datasite started was stopped"):
         own = owners_tables(data, label, name, schema_file) if data else None
         if own is not None and own.notice:
@@ -73,7 +75,8 @@ def launch(
                               manual_approval=manual_approval, private=not no_dp, epsilon=epsilon, delta=delta,
                               tls=tls, tls_cert=tls_cert, tls_key=tls_key, insecure=insecure,
                               names=own.names if own else None, schema=own.schema if own else None,
-                              public_rows=public_rows, limits=_limits(state, max_passes, max_concurrent))
+                              public_rows=public_rows, limits=_limits(state, max_passes, max_concurrent),
+                              features=feature_map(features), progress=progress)
         if insecure and not datasites.tls:
             typer.echo(f"WARNING: --insecure: serving plain HTTP on {host}; passwords and models cross the network "
                        "in clear text unless a TLS proxy sits in front.", err=True)

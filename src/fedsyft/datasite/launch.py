@@ -21,8 +21,10 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +32,7 @@ from ..connection import SITES_FILE, SiteCredentials, write_sites_file
 from ..data import MNIST, Images
 from ..errors import ParameterError, param
 from ..limits import WorkLimits
-from ..mock import DEFAULT_MOCK_ROWS
+from ..mock import DEFAULT_MOCK_ROWS, synthetic_mock
 from ..partition import iid, make_partition
 from ..privacy.guard import public_row_count
 from ..privacy.plan import DEFAULT_DELTA
@@ -86,6 +88,11 @@ class RunningSite:
     @property
     def admin_password(self) -> str:
         return json.loads((self.state / "secrets.json").read_text())["admin_password"]
+
+    @property
+    def features(self) -> dict | None:
+        """The public feature map the site's data went through (None: raw data)."""
+        return json.loads((self.state / "site.json").read_text()).get("features")
 
     @property
     def ledger(self) -> Path:
@@ -150,6 +157,12 @@ class Datasites:
     limits : the most work one call may do and how many calls run at once, per site
         (:class:`fedsyft.limits.WorkLimits`). None keeps what a persistent state holds, or
         the defaults for a new one; given, it replaces the stored limits.
+    features : a public feature map (:class:`fedsyft.features.FeatureMap`, e.g. wavelet
+        scattering) the owner applies to its images once, when a site is provisioned: the
+        private asset then holds the features (uint8 on the public grid) and the mock is the
+        map of synthetic images. Kept in the state; a relaunch reuses the features, and a
+        relaunch with another map is refused. None: what the state holds, or raw pixels.
+    progress : called as ``progress(site name, done, total)`` while a site's images are mapped.
     """
 
     def __init__(self, shards: list[Images] | None, *, n_sites: int | None = None, port_base: int = DEFAULT_PORT_BASE,
@@ -159,7 +172,8 @@ class Datasites:
                  epsilon: float | None = None, delta: float | None = None, tls: bool = False,
                  tls_cert: Path | None = None, tls_key: Path | None = None, insecure: bool = False,
                  schema: dict | None = None, public_rows: int | list[int | None] | None = None,
-                 limits: WorkLimits | None = None):
+                 limits: WorkLimits | None = None, features: Any = None,
+                 progress: Callable[[str, int, int], None] | None = None):
         n_sites = len(shards) if shards is not None else n_sites
         if not n_sites or n_sites < 1:
             raise LaunchError("need at least one datasite")
@@ -180,7 +194,8 @@ class Datasites:
         if delta is not None and not 0 < delta < 1:
             raise LaunchError(f"--delta must be between 0 and 1, got {delta}")
         self.epsilon, self.delta, self.schema = epsilon, delta, schema
-        self.limits = limits
+        self.limits, self.progress = limits, progress
+        self.features = None if features is None or features.name == "none" else features
         self.public_rows = public_rows if isinstance(public_rows, list) else [public_rows] * n_sites
         if len(self.public_rows) != n_sites or any(r is not None and (int(r) != r or r < 1) for r in self.public_rows):
             raise LaunchError(f"--public-rows must be one positive integer, or one per site ({n_sites})")
@@ -233,7 +248,7 @@ class Datasites:
             for i, site in enumerate(self.sites):
                 site.credentials = dataclasses.replace(site.credentials, privacy=self._public_privacy(site, i),
                                                        tls_fingerprint=site.startup.get("tls_fingerprint"),
-                                                       schema=self.schema)
+                                                       schema=self.schema, features=site.features)
         except BaseException:
             self.stop()
             raise
@@ -249,16 +264,22 @@ class Datasites:
             _write_private(secrets_file, json.dumps(_new_secrets()))
         site_secrets = json.loads(secrets_file.read_text())
         public_rows = self.public_rows[i]  # on a relaunch, read only by a site that has no row count yet
+        stored = json.loads((state / "site.json").read_text()) if (state / "site.json").exists() else {}
+        features = self._features_of(name, stored)
         if not (state / "provisioned").exists():
             if self.shards is None:
                 raise LaunchError(f"{name} has no data yet and no shard was given")
             check_shard(name, self.shards[i], len(self.schema["classes"]) if self.schema else 10)
             public_rows = public_rows or public_row_count(len(self.shards[i]))
+            X = self.shards[i].X
+            if features is not None:  # the owner maps its images once; the datasite holds the features
+                X = self._mapped(name, features, X)
+                mock = synthetic_mock(self.shards[i], seed=self.mock_seed + i, rows=self.mock_rows or public_rows)
+                np.savez(state / "mock.npz", X=self._mapped(name, features, mock.X, quiet=True), y=mock.y)
             with open(state / "shard.npz", "wb") as f:
-                np.savez(f, X=self.shards[i].X, y=self.shards[i].y)
+                np.savez(f, X=X, y=self.shards[i].y)
             os.chmod(state / "shard.npz", 0o600)
         port = self.port_base + i
-        stored = json.loads((state / "site.json").read_text()) if (state / "site.json").exists() else {}
         if self.schema is None:  # a tabular site relaunched without --data
             self.schema = stored.get("schema")
         limits = self.limits.to_dict() if self.limits else stored.get("limits", WorkLimits().to_dict())
@@ -268,7 +289,8 @@ class Datasites:
         spec = {"name": name, "host": self.host, "port": port, "parent_pid": os.getpid(),
                 "mock_seed": self.mock_seed + i, "mock_rows": self.mock_rows, "manual_approval": self.manual_approval,
                 "privacy": self._privacy_spec(i, name, state), "tls": tls, "schema": self.schema,
-                "public_rows": public_rows, "limits": limits}
+                "public_rows": public_rows, "limits": limits,
+                "features": features.to_dict() if features is not None else None}
         (state / "site.json").write_text(json.dumps(spec, indent=2))
         log = open(state / "server.log", "ab")
         # One BLAS thread per datasite (faster on 2 cores); set before the child loads numpy.
@@ -283,6 +305,25 @@ class Datasites:
         creds = SiteCredentials(name=name, url=url, email=site_secrets["researcher_email"],
                                 password=site_secrets["researcher_password"])
         return RunningSite(name=name, url=url, state=state, process=process, credentials=creds)
+
+    def _features_of(self, name: str, stored: dict) -> Any:
+        """The site's feature map: the one its state was provisioned with, which a relaunch must not change."""
+        from ..features import FeatureMap
+
+        kept = FeatureMap.from_dict(stored["features"]) if stored.get("features") else None
+        if stored and self.features is not None and kept != self.features:
+            was = f"the {kept.name!r} feature map" if kept else "raw pixels"
+            raise LaunchError(f"{name}: its state folder was provisioned with {was}; relaunch it without a "
+                              "feature map option, or launch the new map in another --state")
+        return kept if stored else self.features
+
+    def _mapped(self, name: str, features: Any, X: np.ndarray, quiet: bool = False) -> np.ndarray:
+        """``X`` through the site's public feature map (one line on bad input: e.g. a table that is not images)."""
+        try:
+            report = None if quiet or self.progress is None else (lambda done, total: self.progress(name, done, total))
+            return features.transform(X, progress=report)
+        except ValueError as e:
+            raise LaunchError(f"{name}: {e}") from None
 
     def _privacy_spec(self, i: int, name: str, state: Path) -> dict:
         """What the datasite's guard needs: private or not, and the budget to set (None: keep the stored one)."""

@@ -67,9 +67,17 @@ def _provision(root, spec: dict, secrets: dict, state: Path) -> None:
         shard = Images(f["X"], f["y"])
     schema = spec.get("schema")
     public_rows = int(spec["public_rows"])  # what the site says of its size: never the exact count
-    mock = synthetic_mock(shard, seed=int(spec["mock_seed"]), rows=spec.get("mock_rows") or public_rows, schema=schema)
+    if (state / "mock.npz").exists():  # the launcher mapped synthetic images through the public feature map
+        with np.load(state / "mock.npz", allow_pickle=False) as f:
+            mock = Images(f["X"], f["y"])
+    else:
+        mock = synthetic_mock(shard, seed=int(spec["mock_seed"]), rows=spec.get("mock_rows") or public_rows,
+                              schema=schema)
+    features = spec.get("features")
     what = (f"private rows of {len(schema['features'])} numeric features and {len(schema['classes'])} classes "
             f"(X float32, y int64: class indices into the schema's classes)" if schema
+            else f"private MNIST images through the public feature map {features} (X uint8 "
+                 f"[n, {shard.X.shape[1]}], y int64 [n])" if features
             else "private MNIST images (X uint8 [n, 784], y int64 [n])")
     root.upload_dataset(sy.Dataset(
         name=DATASET_NAME,
@@ -163,6 +171,7 @@ def serve(state: Path) -> None:
             timings["provision_seconds"] = round(time.perf_counter() - t, 3)
             (state / "provisioned").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             (state / "shard.npz").unlink()  # the datasite's database holds the data now
+            (state / "mock.npz").unlink(missing_ok=True)
         # Only the training asset may be bound: data the owner uploads later stays out of reach.
         assets = [a for d in root.datasets.get_all() if d.name == DATASET_NAME for a in d.assets if a.name == ASSET_NAME]
     private = bool(spec.get("privacy", {}).get("private", False))

@@ -1,0 +1,132 @@
+"""fedsyft.features: the public feature maps (wavelet scattering), their declaration, bounds and pipeline."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fedsyft.features as features
+from fedsyft.features import FeatureMap, pipeline
+
+SCATTER = FeatureMap("scatter", J=2, L=8)
+
+
+@pytest.fixture(scope="module")
+def images(mnist):
+    return mnist.test.X[:64]
+
+
+@pytest.fixture(scope="module")
+def mapped(images):
+    return SCATTER.transform(images)
+
+
+def test_scattering_width_is_81_channels_of_7_by_7(mapped, images):
+    assert SCATTER.output_width((28, 28)) == 81 * 7 * 7 == 3969
+    assert mapped.shape == (len(images), 3969)
+    assert FeatureMap("none").output_width() == 784
+    for J, L in ((1, 4), (3, 8)):
+        m = FeatureMap(J=J, L=L)
+        assert m.transform(images[:3]).shape == (3, m.output_width()) == (3, len(m.ranges()))
+
+
+def test_output_is_uint8_on_the_grid_and_uses_it(mapped):
+    assert mapped.dtype == np.uint8
+    assert 0 <= mapped.min() and mapped.max() <= 255
+    assert len(np.unique(mapped)) > 100  # the public range leaves the digits many levels
+
+
+def test_bounds_hold_for_any_image_in_the_box(images):
+    # Unquantized coefficients of digits, random binary images and constant images stay within the public bounds.
+    rng = np.random.default_rng(0)
+    X = np.vstack([images, rng.integers(0, 2, (32, 784)) * 255, np.zeros((1, 784)), np.full((1, 784), 255)])
+    scattering, bounds = features._scattering(2, 8, (28, 28))
+    S = scattering.scattering(X.reshape(-1, 28, 28).astype(np.float32) / 255)
+    assert (S.max(axis=(0, 2, 3)) <= bounds * (1 + 1e-6)).all()
+    assert S[:, 0].max() >= 0.99 * bounds[0]  # order 0 is tight: a white image reaches it
+
+
+def test_public_range_is_fixed_by_the_definition():
+    # Read from the filters alone: the same numbers every time, whatever data was transformed before.
+    r = SCATTER.ranges()
+    assert r.shape == (3969,) and r.dtype == np.float32
+    assert r[0] == np.float32(1.001) and r[49] == np.float32(0.3193)  # order 0 (a lowpass), first order
+    assert np.array_equal(r, FeatureMap().ranges())
+    assert (FeatureMap("none").ranges() == 255).all()
+
+
+def test_rows_depend_on_their_own_image_only(images, mapped, monkeypatch):
+    assert np.array_equal(SCATTER.transform(images[10:20]), mapped[10:20])
+    assert np.array_equal(SCATTER.transform(images[5:6]), mapped[5:6])
+    monkeypatch.setattr(features, "BATCH", 7)  # other batch boundaries, two threads
+    assert np.array_equal(SCATTER.transform(images, workers=2), mapped)
+    assert np.array_equal(SCATTER.transform(images.reshape(-1, 28, 28)), mapped)
+
+
+def test_progress_is_reported_per_batch(images, monkeypatch):
+    monkeypatch.setattr(features, "BATCH", 25)
+    calls = []
+    SCATTER.transform(images, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(25, 64), (50, 64), (64, 64)]
+
+
+def test_none_is_the_identity(images):
+    assert np.array_equal(FeatureMap("none").transform(images), images)
+    assert np.allclose(FeatureMap("none").scaled(images), images / 255)
+
+
+def test_declaration_round_trips():
+    for m in (SCATTER, FeatureMap(J=3, L=4), FeatureMap("none")):
+        assert FeatureMap.from_dict(m.to_dict()) == m
+    assert SCATTER.to_dict() == {"name": "scatter", "J": 2, "L": 8, "version": 1}
+    assert FeatureMap("none").to_dict() == {"name": "none", "version": 1}
+
+
+@pytest.mark.parametrize("doc, words", [
+    ({"name": "wavelets", "version": 1}, "unknown name 'wavelets'"),
+    ({"name": "scatter", "J": 2, "L": 8, "version": 1, "scale": 1}, "unknown key 'scale'"),
+    ({"name": "none", "J": 2, "version": 1}, "unknown key 'J'"),
+    ({"name": "scatter", "J": 9, "L": 8, "version": 1}, "J must be an integer in 1-4"),
+    ({"name": "scatter", "J": 2, "L": 2.5, "version": 1}, "L must be an integer"),
+    ({"name": "scatter", "J": 2, "L": 8, "version": 2}, "version must be 1"),
+    ({"name": "scatter", "J": 2, "L": 8}, "missing key 'version'"),
+    ({"J": 2}, "missing key 'name'"),
+    ("scatter", "is an object"),
+])
+def test_bad_declarations_are_refused_by_name(doc, words):
+    with pytest.raises(ValueError, match=words):
+        FeatureMap.from_dict(doc)
+
+
+def test_non_image_input_is_refused(images):
+    with pytest.raises(ValueError, match=r"shape \[n, 784\].*got \[2, 783\]"):
+        SCATTER.transform(images[:2, :783])
+    with pytest.raises(ValueError, match="uint8"):
+        SCATTER.transform(images[:2].astype(np.float32) / 255)
+    with pytest.raises(ValueError, match="too small"):
+        FeatureMap(J=4).transform(np.zeros((1, 64), np.uint8), input_shape=(8, 8))
+    assert FeatureMap(J=1).transform(np.zeros((1, 64), np.uint8), input_shape=(8, 8)).shape == (1, 9 * 16)
+
+
+def test_pipeline_takes_raw_images(images, mapped):
+    from fedsyft.task import evaluate, model_from_params
+
+    rng = np.random.default_rng(1)
+    params = {"coef": rng.normal(size=(10, 3969)).astype(np.float32), "intercept": rng.normal(size=10).astype(np.float32)}
+    model = pipeline(params, SCATTER)
+    expected = model_from_params(params).predict(mapped.astype(np.float32) / 255)
+    assert np.array_equal(model.predict(images), expected)
+    assert np.allclose(model.predict_proba(images).sum(axis=1), 1)
+    assert np.array_equal(pickle.loads(pickle.dumps(model)).predict(images), expected)
+    # evaluate() on the uint8 features (it divides by 255) scores the same predictions
+    y = expected.copy()
+    assert evaluate(params, mapped, y)["test_accuracy"] == 1.0
+
+
+def test_importing_fedsyft_does_not_import_kymatio():
+    code = "import sys, fedsyft, fedsyft.features; print('kymatio' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
