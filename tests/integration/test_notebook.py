@@ -15,7 +15,7 @@ from conftest import SMALL_SHARD, free_port_base
 
 pytestmark = pytest.mark.integration
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "federated_mnist.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "federated_mnist.ipynb"
 N_SITES = 2
 ROUNDS = 5
 
