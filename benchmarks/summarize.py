@@ -162,8 +162,9 @@ def scatter_section(sc: dict | None) -> list[str]:
              "| --- | --- | --- | --- | --- | --- |"]
     for r in sc["runs"]:
         what = ("no DP, 5 rounds" if r["epsilon"] is None else f"ε = {r['epsilon']:g}, 20 rounds") + \
-            (f", DP step size {r['dp_lr']:g}" if "dp_lr" in r else "")
-        base = raw.get(r["epsilon"]) if "dp_lr" not in r else None
+            (f", DP step size {r['dp_lr']:g}" if "dp_lr" in r else "") + \
+            (f", {r['dp_steps']} steps a round" if "dp_steps" in r else "") + (f", EMA {r['ema']:g}" if "ema" in r else "")
+        base = raw.get(r["epsilon"]) if not {"dp_lr", "dp_steps", "ema"} & set(r) else None
         target = r.get("target")
         lines.append(f"| {what} | {r['final_global_test_accuracy']:.4f} | "
                      f"{base['final_global_test_accuracy']:.4f} | " if base else
