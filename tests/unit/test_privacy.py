@@ -382,3 +382,26 @@ def test_a_private_run_sizes_its_sampling_by_the_sites_rows(mnist):
 
     silent = [Silent("old", mnist.train.subset(slice(0, 300)), privacy=PrivacyGuard(PrivacyLedger.in_memory(1.0, 1e-5)))]
     assert resolve_site_rows(silent, RunConfig(rounds=1, epsilon=1.0)).plan.sample_rate == 0.04
+
+
+def test_a_ledger_of_the_earlier_relation_is_re_accounted_as_replace_one_and_says_so(tmp_path):
+    """Format /1 answers carried the exact row count: its charges cost more now, and spent ε only goes up."""
+    import hashlib
+
+    from fedsyft.privacy.ledger import FORMAT, LEGACY_FORMAT
+
+    charge = {"noise_multiplier": 5.0, "sample_rate": 0.04, "steps": 1000, "requester": "r@x.org",
+              "time": "2026-11-26T09:00:00.000+00:00", "call": "c1"}
+    body = {"format": LEGACY_FORMAT, "dataset": "mnist-shard", "created": "2026-11-26T08:00:00.000+00:00",
+            "epsilon_budget": 10.0, "delta": DELTA, "charges": [charge]}
+    path = tmp_path / "privacy_ledger.json"
+    path.write_text(json.dumps({**body, "sha256": hashlib.sha256(json.dumps(body, sort_keys=True).encode())
+                                .hexdigest()}))
+    as_before = epsilon_spent([Mechanism(5.0, 0.04, 1000)], DELTA)
+    ledger, what = PrivacyLedger.open_or_create(path, None, None, "mnist-shard", create=False)
+    state = ledger.read()
+    assert "1 charges of an earlier fedsyft" in what and "re-accounted as replace-one" in what
+    assert state.spent() > as_before and state.charges[0].relation == "replace-one"
+    assert json.loads(path.read_text())["format"] == FORMAT  # rewritten once, in the current format
+    _, again = PrivacyLedger.open_or_create(path, None, None, "mnist-shard", create=False)
+    assert "earlier fedsyft" not in again and PrivacyLedger(path).read().spent() == state.spent()

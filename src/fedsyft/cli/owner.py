@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from pathlib import Path
@@ -75,7 +74,9 @@ def launch(
                               manual_approval=manual_approval, private=not no_dp, epsilon=epsilon, delta=delta,
                               tls=tls, tls_cert=tls_cert, tls_key=tls_key, insecure=insecure,
                               names=own.names if own else None, schema=own.schema if own else None,
-                              public_rows=public_rows, limits=_limits(state, max_passes, max_concurrent),
+                              public_rows=public_rows,
+                              limits={k: v for k, v in (("max_passes", max_passes), ("max_concurrent", max_concurrent))
+                                      if v is not None},
                               features=feature_map(features), progress=progress)
         if insecure and not datasites.tls:
             typer.echo(f"WARNING: --insecure: serving plain HTTP on {host}; passwords and models cross the network "
@@ -116,20 +117,6 @@ def launch(
             sites_file.unlink(missing_ok=True)
         typer.echo("All datasites stopped.")
 
-
-
-def _limits(state: Path | None, max_passes: float | None, max_concurrent: int | None):
-    """The owner's work limits: the given ones over what the state holds (None: keep the state's, or the defaults)."""
-    if max_passes is None and max_concurrent is None:
-        return None
-    from ..limits import WorkLimits
-
-    stored = {}
-    for spec in sorted(state.glob("site-*/site.json")) if state else []:
-        stored = json.loads(spec.read_text()).get("limits") or {}
-        break
-    given = {k: v for k, v in (("max_passes", max_passes), ("max_concurrent", max_concurrent)) if v is not None}
-    return WorkLimits.from_dict({**stored, **given})
 
 
 def list_requests(

@@ -10,11 +10,11 @@ import typer
 
 from ..privacy.plan import DEFAULT_DELTA
 from .app import INTERRUPTED_RUN, user_errors
-from .options import (FEATURES, ALPHA, BETA1, BETA2, CLASSES_PER_CLIENT, CLIENTS_PER_ROUND, CLIP, DATA_DIR, DP_LR, DP_STEPS, EMA,
-                      EPSILON, JSON, L2, LOCAL_ITERS, MIN_SITES, MIN_SIZE, MU, OUT, PARTITION, PORT_BASE, QUIET,
+from .options import (ALPHA, BETA1, BETA2, CLASSES_PER_CLIENT, CLIENTS_PER_ROUND, CLIP, DATA_DIR, DP_LR, DP_STEPS,
+                      EMA, FEATURES, JSON, L2, LOCAL_ITERS, MIN_SITES, MIN_SIZE, MU, OUT, PARTITION, PORT_BASE, QUIET,
                       RESUME, ROUNDS, SAMPLE_RATE, SEED, SERVER_LR, SERVER_MOMENTUM, SHARD_SIZE, SHARDS_PER_CLIENT,
-                      SITE_TIMEOUT, STRATEGY, TAU, WEIGHTED, VERBOSE, FeatureName, Partition, StrategyName, interrupt_on_signals,
-                      output, partition_settings, print_banner, run_config, strategy_settings)
+                      SITE_TIMEOUT, STRATEGY, TAU, VERBOSE, WEIGHTED, FeatureName, Partition, StrategyName,
+                      interrupt_on_signals, output, partition_settings, print_banner, run_config, strategy_settings)
 
 
 def simulate(

@@ -154,9 +154,10 @@ class Datasites:
     public_rows : the row count each private site publishes instead of its exact one (one
         value for all sites or one per site; None: the count rounded to two significant
         figures, :func:`fedsyft.privacy.guard.public_row_count`). Fixed when a site is provisioned.
-    limits : the most work one call may do and how many calls run at once, per site
-        (:class:`fedsyft.limits.WorkLimits`). None keeps what a persistent state holds, or
-        the defaults for a new one; given, it replaces the stored limits.
+    limits : the most work one call may do and how many calls run at once, per site: a
+        :class:`fedsyft.limits.WorkLimits`, which replaces the stored limits, or a dict of some of
+        its fields, which replaces only those. None keeps what a persistent state holds, or the
+        defaults for a new one.
     features : a public feature map (:class:`fedsyft.features.FeatureMap`, e.g. wavelet
         scattering) the owner applies to its images once, when a site is provisioned: the
         private asset then holds the features (uint8 on the public grid) and the mock is the
@@ -172,7 +173,7 @@ class Datasites:
                  epsilon: float | None = None, delta: float | None = None, tls: bool = False,
                  tls_cert: Path | None = None, tls_key: Path | None = None, insecure: bool = False,
                  schema: dict | None = None, public_rows: int | list[int | None] | None = None,
-                 limits: WorkLimits | None = None, features: Any = None,
+                 limits: WorkLimits | dict | None = None, features: Any = None,
                  progress: Callable[[str, int, int], None] | None = None):
         n_sites = len(shards) if shards is not None else n_sites
         if not n_sites or n_sites < 1:
@@ -282,7 +283,8 @@ class Datasites:
         port = self.port_base + i
         if self.schema is None:  # a tabular site relaunched without --data
             self.schema = stored.get("schema")
-        limits = self.limits.to_dict() if self.limits else stored.get("limits", WorkLimits().to_dict())
+        given = self.limits.to_dict() if isinstance(self.limits, WorkLimits) else dict(self.limits or {})
+        limits = WorkLimits.from_dict({**stored.get("limits", {}), **given}).to_dict()
         tls = ({"cert": str(Path(self.tls_files.cert).resolve()), "key": str(Path(self.tls_files.key).resolve())}
                if self.tls_files
                else {"self_signed": True} if self.tls else None)

@@ -79,6 +79,7 @@ class LedgerState:
     charges: list[Charge] = field(default_factory=list)
     dataset: str = ""
     created: str = field(default_factory=_now)
+    read_format: str = FORMAT  # the format it was read in (always written in FORMAT)
 
     def spent(self, extra: list[Mechanism] = ()) -> float:
         """ε spent by every charge (plus ``extra``, e.g. a call being considered), at the ledger's δ."""
@@ -114,7 +115,7 @@ class LedgerState:
             legacy = {"relation": REPLACE_ONE} if doc["format"] == LEGACY_FORMAT else {}
             state = cls(epsilon_budget=float(doc["epsilon_budget"]), delta=float(doc["delta"]),
                         charges=[Charge(**{**c, **legacy}) for c in doc["charges"]], dataset=str(doc["dataset"]),
-                        created=str(doc["created"]))
+                        created=str(doc["created"]), read_format=doc["format"])
             _check_budget(state.epsilon_budget, state.delta)
             for c in state.charges:
                 c.mechanism  # validates each charge
@@ -166,10 +167,9 @@ class PrivacyLedger:
             with ledger.transaction() as state:
                 state.epsilon_budget, state.delta, state.dataset = epsilon, delta, dataset
             return ledger, f"new privacy budget ε={epsilon:g} at δ={delta:g}"
-        legacy = LEGACY_FORMAT in ledger.path.read_text(errors="replace")[:200]
         with ledger.transaction() as state:
             changed = []
-            if legacy:  # rewritten in the new format below, with each old charge marked replace-one
+            if state.read_format == LEGACY_FORMAT:  # rewritten in the new format below, with each old charge marked replace-one
                 as_before = epsilon_spent([dataclasses.replace(c.mechanism, relation=ADD_OR_REMOVE)
                                            for c in state.charges], state.delta)
                 changed.append(f"{state.legacy_charges()} charges of an earlier fedsyft, which released the exact "

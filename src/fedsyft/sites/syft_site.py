@@ -12,15 +12,8 @@ earlier version of ``local_train`` the name may reach that version.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import os
 import re
-import sys
-import threading
 import time
-import warnings
 from typing import Any
 
 import numpy as np
