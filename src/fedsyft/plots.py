@@ -290,20 +290,27 @@ def _class_ticks(ax, names: tuple[str, ...], k: int, axes: str = "xy") -> None:
 
 
 def _draw_confusion(panels, note, names=()) -> Figure:
+    # scikit-learn draws each matrix (cells, counts in a colour that reads on them, a tick per class).
+    # Imported here, not with the module: sklearn.metrics is a second of every command's start. Its
+    # plot() imports pyplot but, drawing on our axes, registers no figure and chooses no backend.
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     fig = _new_figure((3.6 * len(panels), 4.0 if note else 3.7))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, cm) in zip(axes, panels):
         cm = np.asarray(cm)
         k = cm.shape[0]
-        ax.imshow(cm, cmap="Blues")
-        if k <= ANNOTATE_MAX_CLASSES:
-            half = cm.max() / 2
-            for (i, j), v in np.ndenumerate(cm):
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=5.5,
-                        color="white" if v > half else "black")
-            ax.set_xticks(range(k))
-            ax.set_yticks(range(k))
+        annotate = k <= ANNOTATE_MAX_CLASSES
+        # No colour bar: it would add an axes per panel and squeeze the matrices.
+        ConfusionMatrixDisplay(cm).plot(ax=ax, cmap="Blues", colorbar=False, include_values=annotate,
+                                        text_kw={"fontsize": 5.5})
+        if annotate:
             _class_ticks(ax, names, k)
+        else:  # a tick per class would blur into a bar: a few integer ticks, as matplotlib picks them
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_locator(MaxNLocator(integer=True))
+                axis.set_major_formatter(ScalarFormatter())
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")

@@ -19,6 +19,8 @@ UTF-8 JSON, one object::
                 "mean texture": [9.71, 39.28]}}
 
 No other key is allowed, so a misspelt key is an error rather than a silent default.
+The shape (keys, JSON types) is checked by a pydantic model, strictly: ``"1"`` is not a
+number and ``true`` is not a class; the rules of the contract by :class:`Schema` itself.
 Ranges are compared with the data in float32, the precision a :class:`~fedsyft.tabular.Table`
 holds, so a bound written as ``6.981`` matches a value read as ``6.981``.
 
@@ -34,6 +36,7 @@ example the valid range of a measurement) to avoid it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -48,11 +51,77 @@ if TYPE_CHECKING:
 
 __all__ = ["Schema", "SchemaError", "MNIST_SCHEMA"]
 
-_KEYS = {"name", "features", "classes", "ranges"}
-
 
 class SchemaError(ValueError):
     """A schema is malformed, or a table or another schema does not match it (one line)."""
+
+
+@functools.cache
+def _file_model() -> type:
+    """The file format (module docstring) as a pydantic model; built on first use, not on import,
+    because pydantic and the model's build cost about 0.2 s and most commands read no schema."""
+    from pydantic import BaseModel, ConfigDict, conlist, model_validator
+
+    class SchemaFile(BaseModel):
+        # strict: JSON types as written, no coercion; forbid: a misspelt key is an error
+        model_config = ConfigDict(extra="forbid", strict=True)
+
+        name: str = ""
+        features: list[str]
+        classes: list[str | int]
+        ranges: dict[str, conlist(float, min_length=2, max_length=2)]
+
+        @model_validator(mode="after")
+        def _one_range_per_feature(self):
+            features = set(self.features)
+            for f in self.ranges:
+                if f not in features:
+                    raise ValueError(f"'ranges' names {f!r}, which is not in 'features'")
+            for f in self.features:
+                if f not in self.ranges:
+                    raise ValueError(f"feature {f!r} has no range in 'ranges'")
+            return self
+
+    return SchemaFile
+
+
+# Pydantic reports every problem, over several lines; a person gets one line, about the problem to
+# fix first: not an object, then an unknown key (a misspelt key is also a missing one), then a
+# missing key, then a wrong value, then a wrong item inside a value.
+_FIRST = {"model_type": 0, "extra_forbidden": 1, "missing": 2}
+
+
+def _first_problem(errors: list[dict], doc: Any) -> str:
+    """The first of pydantic's errors (``ValidationError.errors()``) as one line, without ``source``."""
+    def rank(e: dict) -> tuple:
+        kind, loc = e["type"], e["loc"]
+        order = _FIRST.get(kind, 3) if len(loc) <= 1 else 4
+        return order, str(loc[0]) if kind == "extra_forbidden" else ""
+
+    e = min(errors, key=rank)  # min is stable: pydantic's own order breaks ties
+    kind, loc = e["type"], e["loc"]
+    key = loc[0] if loc else None
+    if kind == "model_type":
+        return f"a schema is a JSON object, got {type(doc).__name__}"
+    if kind == "extra_forbidden":
+        return f"unknown key {key!r} (allowed: {', '.join(sorted(_file_model().model_fields))})"
+    if kind == "missing" and len(loc) == 1:
+        return f"missing key {key!r}"
+    if kind == "value_error":  # raised by the model's own rules, already in words
+        return str(e["ctx"]["error"])
+    if key in ("features", "classes") and len(loc) == 1:
+        return "'features' and 'classes' must be JSON lists"
+    if key == "features":
+        return f"feature names must be text, got {e['input']!r}"
+    if key == "classes":
+        return f"classes must be text or integers, got {e['input']!r}"
+    if key == "ranges" and len(loc) >= 2 and loc[-1] != "[key]":
+        return f"range of feature {loc[1]!r} must be [min, max] numbers, got {doc['ranges'][loc[1]]!r}"
+    if key == "ranges":
+        return "'ranges' must be an object {feature: [min, max]}"
+    if key == "name":
+        return "'name' must be text"
+    return f"{'.'.join(map(str, loc)) or 'the schema'}: {e['msg']}"  # not expected; pydantic's msg is one line
 
 
 def _num(v: float) -> str:
@@ -183,41 +252,17 @@ class Schema:
         SchemaError
             One line naming ``source`` and the offending key or feature.
         """
-        if not isinstance(doc, dict):
-            raise SchemaError(f"{source}: a schema is a JSON object, got {type(doc).__name__}")
-        unknown = sorted(set(doc) - _KEYS)
-        if unknown:
-            raise SchemaError(f"{source}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_KEYS))})")
-        for key in ("features", "classes", "ranges"):
-            if key not in doc:
-                raise SchemaError(f"{source}: missing key {key!r}")
-        features, classes, ranges = doc["features"], doc["classes"], doc["ranges"]
-        if not isinstance(features, list) or not isinstance(classes, list):
-            raise SchemaError(f"{source}: 'features' and 'classes' must be JSON lists")
-        if not isinstance(ranges, dict):
-            raise SchemaError(f"{source}: 'ranges' must be an object {{feature: [min, max]}}")
-        for f in ranges:
-            if f not in features:
-                raise SchemaError(f"{source}: 'ranges' names {f!r}, which is not in 'features'")
-        pairs = []
-        for f in features:
-            if not isinstance(f, str):
-                raise SchemaError(f"{source}: feature names must be text, got {f!r}")
-            if f not in ranges:
-                raise SchemaError(f"{source}: feature {f!r} has no range in 'ranges'")
-            r = ranges[f]
-            if (not isinstance(r, list) or len(r) != 2
-                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r)):
-                raise SchemaError(f"{source}: range of feature {f!r} must be [min, max] numbers, got {r!r}")
-            pairs.append((float(r[0]), float(r[1])))
-        for c in classes:
-            if isinstance(c, bool) or not isinstance(c, (str, int)):
-                raise SchemaError(f"{source}: classes must be text or integers, got {c!r}")
-        name = doc.get("name", "")
-        if not isinstance(name, str):
-            raise SchemaError(f"{source}: 'name' must be text")
+        from pydantic import ValidationError
+
         try:
-            return cls(features=tuple(features), classes=tuple(classes), ranges=tuple(pairs), name=name)
+            file = _file_model().model_validate(doc)
+        except ValidationError as e:
+            raise SchemaError(f"{source}: {_first_problem(e.errors(), doc)}") from None
+        # The file has the shape; the contract's rules (distinct names, two classes, finite, min <= max)
+        # are the dataclass's, the same for a schema built in Python.
+        try:
+            return cls(features=tuple(file.features), classes=tuple(file.classes),
+                       ranges=tuple(tuple(file.ranges[f]) for f in file.features), name=file.name)
         except SchemaError as e:
             raise SchemaError(str(e).replace("schema:", f"{source}:", 1)) from None
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -117,6 +119,64 @@ def test_malformed_schema_files_are_refused_in_one_line(doc, expected):
     with pytest.raises(SchemaError) as e:
         Schema.from_json(text, source="site.json")
     assert one_line(e) == expected
+
+
+def test_unknown_keys_are_refused_naming_the_key_and_the_file(tmp_path):
+    path = tmp_path / "schema.json"
+    # a misspelt key is also a missing one: the unknown key is what to fix, the first by name when several
+    path.write_text(json.dumps({"features": ["a"], "classes": [0, 1], "range": {"a": [0, 1]}, "colour": 1}))
+    with pytest.raises(SchemaError) as e:
+        Schema.read(path)
+    assert one_line(e) == f"{path}: unknown key 'colour' (allowed: classes, features, name, ranges)"
+    # ranges is the one nested object; its keys are feature names, so an unknown one is a feature it lacks
+    doc = {"features": ["a"], "classes": [0, 1], "ranges": {"a": [0, 1], "b": [0, 1]}}
+    with pytest.raises(SchemaError) as e:
+        Schema.from_dict(doc, source="sites file s.json: site 1 schema")
+    assert one_line(e) == "sites file s.json: site 1 schema: 'ranges' names 'b', which is not in 'features'"
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"features": "a"}, "'features' and 'classes' must be JSON lists"),
+    ({"classes": {"0": 0}}, "'features' and 'classes' must be JSON lists"),
+    ({"ranges": [[0, 1]]}, "'ranges' must be an object {feature: [min, max]}"),
+    ({"features": ["a", 2]}, "feature names must be text, got 2"),
+    ({"classes": [0, None]}, "classes must be text or integers, got None"),
+    ({"classes": [0, True]}, "classes must be text or integers, got True"),
+    ({"ranges": {"a": ["0", 1]}}, "range of feature 'a' must be [min, max] numbers, got ['0', 1]"),
+    ({"ranges": {"a": [0, 1, 2]}}, "range of feature 'a' must be [min, max] numbers, got [0, 1, 2]"),
+    ({"ranges": {"a": {"min": 0, "max": 1}}},
+     "range of feature 'a' must be [min, max] numbers, got {'min': 0, 'max': 1}"),
+    ({"ranges": {"a": [0, 10 ** 400]}}, f"range of feature 'a' must be [min, max] numbers, got [0, {10 ** 400}]"),
+    ({"name": 5}, "'name' must be text"),
+    ({"name": None}, "'name' must be text"),
+])
+def test_wrong_types_are_one_plain_line(change, expected):
+    doc = {"features": ["a"], "classes": [0, 1], "ranges": {"a": [0, 1]}, **change}
+    with pytest.raises(SchemaError) as e:
+        Schema.from_dict(doc, source="site.json")
+    text = one_line(e)
+    assert text == f"site.json: {expected}"
+    assert "validation error" not in text and "Input should" not in text and "pydantic" not in text
+    assert e.value.__cause__ is None and e.value.__suppress_context__  # no pydantic traceback behind it
+
+
+def test_a_valid_file_round_trips(tmp_path):
+    doc = {"name": "clinic", "features": ["age", "dose (mg)"], "classes": ["benign", "malignant"],
+           "ranges": {"age": [0, 120], "dose (mg)": [0.5, 12.25]}}
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps(doc))
+    schema = Schema.read(path)
+    assert schema.ranges == ((0.0, 120.0), (0.5, 12.25)) and all(type(v) is float for r in schema.ranges for v in r)
+    assert schema.to_dict() == doc and Schema.from_dict(schema.to_dict()) == schema
+    assert Schema.read(schema.write(tmp_path / "again.json")) == schema
+    unnamed = {k: v for k, v in doc.items() if k != "name"}
+    assert Schema.from_dict(unnamed).to_dict() == unnamed  # name is optional, and left out when empty
+
+
+def test_pydantic_is_imported_with_the_first_schema_file_not_with_fedsyft():
+    code = "import sys, fedsyft.schema; print('pydantic' in sys.modules)"  # ~0.1 s of every command's start
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_nonfinite_range_and_missing_file(tmp_path):
