@@ -13,43 +13,21 @@ name. :func:`label_counts` and :func:`skew` describe a partition for a figure.
 
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 
 from .errors import ParameterError, param
+from .partition_options import PARTITIONS, default, option, options_for, whole
 
-PARTITIONS = ("iid", "dirichlet", "shards", "pathological", "powerlaw")
 DIRICHLET_ATTEMPTS = 10  # as flwr-datasets' DirichletPartitioner
 FEDPROX_SEED_SAMPLES = 5  # rows of each of its classes a FedProx device gets before the power law
 
 
 # --- argument checks -------------------------------------------------------
-
-def _int(name: str, value, minimum: int = 1) -> int:
-    try:
-        if isinstance(value, bool):  # True is an int to Python, never a count to a user
-            raise TypeError
-        number = operator.index(value)
-    except TypeError:
-        raise ParameterError(f"{param(name)} must be an integer, got {value!r}") from None
-    if number < minimum:
-        raise ParameterError(f"{param(name)} must be at least {minimum}, got {number}")
-    return number
-
-
-def _float(name: str, value, allow_zero: bool = False) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{param(name)} must be a number, got {value!r}") from None
-    if not np.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
-        raise ParameterError(f"{param(name)} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
-    return number
-
+# The partitions' own options (alpha, min_size, ...) are declared, with their defaults and
+# ranges, in partition_options.py; each function checks its options against that declaration.
 
 def _check(n: int, num_shards) -> int:
-    num_shards = _int("num_shards", num_shards)
+    num_shards = whole("num_shards", num_shards)
     if n < num_shards:
         raise ParameterError(f"{param('num_shards')}={num_shards} is more than the {n} rows: cannot make that many non-empty shards")
     return num_shards
@@ -104,7 +82,8 @@ def iid(n: int, num_shards: int, seed: int) -> list[np.ndarray]:
     return [np.sort(part) for part in np.array_split(order, num_shards)]
 
 
-def dirichlet(labels: np.ndarray, num_shards: int, alpha: float, seed: int, min_size: int = 10) -> list[np.ndarray]:
+def dirichlet(labels: np.ndarray, num_shards: int, alpha: float, seed: int,
+              min_size: int = default("min_size")) -> list[np.ndarray]:
     """Label-skewed shards: each class is spread over the shards in Dirichlet(alpha) proportions.
 
     As flwr-datasets' ``DirichletPartitioner``: small ``alpha`` (0.1) gives each
@@ -141,8 +120,8 @@ def dirichlet(labels: np.ndarray, num_shards: int, alpha: float, seed: int, min_
     labels = _labels(labels)
     n = len(labels)
     num_shards = _check(n, num_shards)
-    alpha = _float("alpha", alpha)
-    min_size = _int("min_size", min_size)
+    alpha = option("alpha").validate(alpha)
+    min_size = option("min_size").validate(min_size)
     if num_shards * min_size > n:
         raise ParameterError(f"{param('min_size')}={min_size} needs {num_shards * min_size} rows for {num_shards} shards but there "
                          f"are only {n}: lower {param('min_size')} or use fewer shards")
@@ -202,7 +181,7 @@ def shards(labels: np.ndarray, num_shards: int, shards_per_client: int, shard_si
     labels = _labels(labels)
     n = len(labels)
     num_shards = _check(n, num_shards)
-    per_client = _int("shards_per_client", shards_per_client)
+    per_client = option("shards_per_client").validate(shards_per_client)
     pieces = num_shards * per_client
     if shard_size is None:
         shard_size = n // pieces
@@ -210,7 +189,7 @@ def shards(labels: np.ndarray, num_shards: int, shards_per_client: int, shard_si
             raise ParameterError(f"{param('shards_per_client')}={per_client} for {num_shards} shards makes {pieces} pieces, more than "
                              f"the {n} rows: lower {param('shards_per_client')} or use fewer shards")
     else:
-        shard_size = _int("shard_size", shard_size)
+        shard_size = option("shard_size").validate(shard_size)
         if pieces * shard_size > n:
             raise ParameterError(f"{param('shard_size')}={shard_size} x {param('shards_per_client')}={per_client} x {param('num_shards')}={num_shards} = "
                              f"{pieces * shard_size} rows, more than the {n} there are: lower {param('shard_size')}")
@@ -264,7 +243,7 @@ def pathological(labels: np.ndarray, num_shards: int, classes_per_client: int, s
     labels = _labels(labels)
     n = len(labels)
     num_shards = _check(n, num_shards)
-    k = _int("classes_per_client", classes_per_client)
+    k = option("classes_per_client").validate(classes_per_client)
     classes, inv, counts = _classes(labels)
     n_classes = len(classes)
     if k > n_classes:
@@ -293,8 +272,9 @@ def pathological(labels: np.ndarray, num_shards: int, classes_per_client: int, s
     return _from_owner(owner, num_shards)
 
 
-def powerlaw(labels: np.ndarray, num_shards: int, classes_per_client: int = 2, *, seed: int, sigma: float = 2.0,
-             min_per_class: int | None = None) -> list[np.ndarray]:
+def powerlaw(labels: np.ndarray, num_shards: int, classes_per_client: int = default("classes_per_client"), *,
+             seed: int, sigma: float = default("sigma"),
+             min_per_class: int | None = default("min_per_class")) -> list[np.ndarray]:
     """The FedProx MNIST split (Li et al. 2020): few classes per device, device sizes from a power law.
 
     As in FedProx's ``generate_niid.py`` (1,000 devices, 2 digits each), device
@@ -339,8 +319,8 @@ def powerlaw(labels: np.ndarray, num_shards: int, classes_per_client: int = 2, *
     labels = _labels(labels)
     n = len(labels)
     num_shards = _check(n, num_shards)
-    k = _int("classes_per_client", classes_per_client)
-    sigma = _float("sigma", sigma, allow_zero=True)
+    k = option("classes_per_client").validate(classes_per_client)
+    sigma = option("sigma").validate(sigma)
     classes, inv, counts = _classes(labels)
     n_classes = len(classes)
     if k > n_classes:
@@ -360,7 +340,7 @@ def powerlaw(labels: np.ndarray, num_shards: int, classes_per_client: int = 2, *
             raise ParameterError(f"{param('num_shards')}={num_shards}: class {classes[c]!r} has {counts[c]} rows for {holders[c]} "
                              f"devices holding it, fewer than one each; use fewer shards")
     else:
-        per = _int("min_per_class", min_per_class)
+        per = option("min_per_class").validate(min_per_class)
         if per > supply.min():
             c = int(np.argmin(supply))
             raise ParameterError(f"{param('min_per_class')}={per}: class {classes[c]!r} has {counts[c]} rows for {holders[c]} "
@@ -386,16 +366,6 @@ def powerlaw(labels: np.ndarray, num_shards: int, classes_per_client: int = 2, *
 
 # --- one entry point -----------------------------------------------------------
 
-_REQUIRED = object()
-_PARAMS: dict[str, dict[str, object]] = {
-    "iid": {},
-    "dirichlet": {"alpha": _REQUIRED, "min_size": 10},
-    "shards": {"shards_per_client": 2, "shard_size": None},
-    "pathological": {"classes_per_client": 2},
-    "powerlaw": {"classes_per_client": 2, "sigma": 2.0, "min_per_class": None},
-}
-
-
 def make_partition(name: str, labels: np.ndarray, num_shards: int, seed: int, **params) -> list[np.ndarray]:
     """Split ``range(len(labels))`` into ``num_shards`` shards with the partition called ``name``.
 
@@ -410,13 +380,10 @@ def make_partition(name: str, labels: np.ndarray, num_shards: int, seed: int, **
     seed : int
         Seeds the partition.
     **params
-        The partition's own parameters; any not given take these defaults:
+        The partition's own parameters, as :data:`fedsyft.partition_options.OPTIONS`
+        declares them; any not given take these defaults:
 
-        - ``iid``: none
-        - ``dirichlet``: ``alpha`` (required), ``min_size=10``
-        - ``shards``: ``shards_per_client=2``, ``shard_size=None``
-        - ``pathological``: ``classes_per_client=2``
-        - ``powerlaw``: ``classes_per_client=2``, ``sigma=2.0``, ``min_per_class=None``
+{params}
 
     Returns
     -------
@@ -429,32 +396,40 @@ def make_partition(name: str, labels: np.ndarray, num_shards: int, seed: int, **
         a missing ``alpha``, too many shards, or a value the partition rejects.
     """
     key = getattr(name, "value", name)
-    if key not in _PARAMS:
+    if key not in PARTITIONS:
         raise ValueError(f"unknown partition {key!r}: choose {', '.join(PARTITIONS)}")
     labels = _labels(labels)
     n = len(labels)
-    num_shards = _int("num_shards", num_shards)
+    num_shards = whole("num_shards", num_shards)
     if num_shards > n:
         raise ParameterError(f"{param('num_shards')}={num_shards} is more than the {n} rows to split")
-    accepted = _PARAMS[key]
-    unknown = sorted(set(params) - set(accepted))
+    accepted = options_for(key)
+    unknown = sorted(set(params) - {o.name for o in accepted})
     if unknown:
-        takes = f"it takes {', '.join(accepted)}" if accepted else "it takes none"
+        takes = f"it takes {', '.join(o.name for o in accepted)}" if accepted else "it takes none"
         raise ValueError(f"partition {key!r} has no parameter {unknown[0]!r}: {takes}")
-    missing = [p for p, default in accepted.items() if default is _REQUIRED and p not in params]
+    missing = [o.name for o in accepted if o.required and o.name not in params]
     if missing:
         raise ParameterError(f"partition {key!r} needs {param(missing[0])}")
-    kw = {**accepted, **params}
     if key == "iid":
         return iid(n, num_shards, seed)
-    if key == "dirichlet":
-        return dirichlet(labels, num_shards, kw["alpha"], seed, min_size=kw["min_size"])
-    if key == "shards":
-        return shards(labels, num_shards, kw["shards_per_client"], kw["shard_size"], seed)
-    if key == "pathological":
-        return pathological(labels, num_shards, kw["classes_per_client"], seed)
-    return powerlaw(labels, num_shards, kw["classes_per_client"], seed=seed, sigma=kw["sigma"],
-                    min_per_class=kw["min_per_class"])
+    kw = {o.name: params.get(o.name, o.default) for o in accepted}  # each function checks its own
+    return _PARTITION_FUNCTIONS[key](labels, num_shards, seed=seed, **kw)
+
+
+_PARTITION_FUNCTIONS = {"dirichlet": dirichlet, "shards": shards, "pathological": pathological, "powerlaw": powerlaw}
+
+
+def _defaults_text() -> str:
+    """The bullet list of each partition's parameters and defaults, for :func:`make_partition`'s docstring."""
+    def shown(o):
+        return f"``{o.name}`` (required)" if o.required else f"``{o.name}={o.default!r}``"
+
+    return "\n".join(f"        - ``{p}``: {', '.join(map(shown, options_for(p))) or 'none'}" for p in PARTITIONS)
+
+
+if make_partition.__doc__:  # None under python -OO
+    make_partition.__doc__ = make_partition.__doc__.replace("{params}", _defaults_text())
 
 
 # --- describing a partition ----------------------------------------------------
@@ -483,7 +458,7 @@ def label_counts(labels: np.ndarray, shards: list[np.ndarray], n_classes: int | 
         labels = as_int
     if n_classes is None:
         n_classes = int(labels.max()) + 1 if len(labels) else 0
-    n_classes = _int("n_classes", n_classes, minimum=0)
+    n_classes = whole("n_classes", n_classes, low=0)
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
         raise ValueError(f"labels must lie in 0..{n_classes - 1} for n_classes={n_classes}, "
                          f"got {labels.min()}..{labels.max()}")

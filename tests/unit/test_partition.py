@@ -218,3 +218,107 @@ def test_label_counts_and_skew():
     assert skew(label_counts(MNIST_LIKE, pathological(MNIST_LIKE, 100, 2, 0), 10)) == pytest.approx(0.8, abs=0.01)
     with pytest.raises(ValueError, match="n_classes"):
         label_counts(labels, [np.arange(6)], 2)
+
+
+# --- the one declaration of the partition options ------------------------------
+
+def _commands():
+    import typer
+
+    from fedsyft.cli.app import app
+
+    root = typer.main.get_command(app)
+    return {name: root.get_command(None, name) for name in ("simulate", "launch")}
+
+
+def test_the_cli_options_come_from_the_one_declaration():
+    import click
+
+    from fedsyft.partition_options import OPTIONS, PARTITIONS
+
+    for name, command in _commands().items():
+        params = {p.name: p for p in command.params}
+        assert list(params["partition"].type.choices) == list(PARTITIONS), name
+        for o in OPTIONS:
+            if not o.command_line:
+                assert o.name not in params, (name, o.name)
+                continue
+            p = params[o.name]
+            assert p.opts == [o.flag] and p.default == o.default and p.help == o.help_text(), (name, o.name)
+            assert p.rich_help_panel == "Partition"
+            assert isinstance(p.type, click.IntRange if o.type is int else click.FloatRange), (name, o.name)
+            assert p.type.min == o.low and p.type.min_open == o.low_open, (name, o.name)
+    shown = {p.name: p.default for p in _commands()["simulate"].params}  # the defaults the command line has always had
+    assert (shown["alpha"], shown["min_size"], shown["shards_per_client"], shown["shard_size"],
+            shown["classes_per_client"]) == (0.5, 10, 2, None, 2)
+
+
+def test_the_library_takes_its_defaults_and_keywords_from_the_one_declaration():
+    import inspect
+
+    from fedsyft.partition_options import OPTIONS, PARTITIONS, default, options_for
+
+    signatures = {"dirichlet": dirichlet, "shards": shards, "pathological": pathological, "powerlaw": powerlaw}
+    for o in OPTIONS:
+        for p in o.partitions:
+            parameter = inspect.signature(signatures[p]).parameters[o.name]  # each function takes its options
+            if parameter.default is not inspect.Parameter.empty:
+                assert parameter.default == default(o.name), (p, o.name)
+    assert inspect.signature(dirichlet).parameters["alpha"].default is inspect.Parameter.empty  # required
+    for p in PARTITIONS[1:]:  # make_partition's defaults are the declared ones
+        given = {o.name: o.default for o in options_for(p)}
+        plain = make_partition(p, MNIST_LIKE, 20, 1, **({"alpha": given["alpha"]} if "alpha" in given else {}))
+        assert all(np.array_equal(x, y) for x, y in zip(plain, make_partition(p, MNIST_LIKE, 20, 1, **given))), p
+    with pytest.raises(ValueError, match="it takes classes_per_client, sigma, min_per_class$"):
+        make_partition("powerlaw", MNIST_LIKE, 20, 0, alpha=1)
+
+
+def test_cli_settings_are_the_declared_options_of_the_partition():
+    from fedsyft.cli.options import Partition, partition_settings
+
+    values = {"alpha": 0.3, "min_size": 5, "shards_per_client": 3, "shard_size": None, "classes_per_client": 4}
+    # The format run files keep (and --resume reads back): unchanged.
+    assert partition_settings(Partition.iid, **values) == {}
+    assert partition_settings(Partition.dirichlet, **values) == {"alpha": 0.3, "min_size": 5}
+    assert partition_settings(Partition.shards, **values) == {"shards_per_client": 3, "shard_size": None}
+    assert partition_settings(Partition.pathological, **values) == {"classes_per_client": 4}
+    assert partition_settings(Partition.powerlaw, **values) == {"classes_per_client": 4}
+
+
+@pytest.mark.parametrize("partition, name, bad, says", [
+    ("dirichlet", "alpha", -1, "must be positive, got -1"),
+    ("dirichlet", "alpha", float("nan"), "must be positive, got nan"),
+    ("dirichlet", "alpha", "lots", "must be a number, got 'lots'"),
+    ("dirichlet", "min_size", 0, "must be at least 1, got 0"),
+    ("shards", "shards_per_client", 0, "must be at least 1, got 0"),
+    ("shards", "shard_size", -5, "must be at least 1, got -5"),
+    ("pathological", "classes_per_client", True, "must be an integer, got True"),
+    ("powerlaw", "classes_per_client", 2.0, "must be an integer, got 2.0"),
+    ("powerlaw", "sigma", -0.5, "must be non-negative, got -0.5"),
+    ("powerlaw", "min_per_class", 0, "must be at least 1, got 0"),
+])
+def test_an_out_of_range_value_is_refused_in_one_line_naming_the_parameter(partition, name, bad, says):
+    from fedsyft.cli.app import FLAGS
+    from fedsyft.errors import ParameterError
+
+    params = {"alpha": 0.5} if partition == "dirichlet" else {}
+    with pytest.raises(ParameterError) as info:
+        make_partition(partition, MNIST_LIKE, 20, 0, **{**params, name: bad})
+    assert str(info.value) == f"{name} {says}" and info.value.parameters == (name,)
+    flag = FLAGS.get(name, name)  # the command line spells it as its flag (sigma, min_per_class have none)
+    assert info.value.render(FLAGS) == f"{flag} {says}"
+
+
+@pytest.mark.parametrize("args, flag", [(["--partition", "dirichlet", "--alpha", "-1"], "--alpha"),
+                                        (["--alpha", "0"], "--alpha"),
+                                        (["--min-size", "0"], "--min-size"),
+                                        (["--classes-per-client", "11"], "--classes-per-client")])
+def test_the_command_line_refuses_an_out_of_range_value_in_one_line_before_running(monkeypatch, capsys, args, flag):
+    from fedsyft.cli.app import main
+
+    monkeypatch.setattr("sys.argv", ["fedsyft", "simulate", *args, "--rounds", "1"])
+    with pytest.raises(SystemExit) as info:
+        main()  # a click range check: refused before any data is loaded
+    assert info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and f"'{flag}'" in err, err

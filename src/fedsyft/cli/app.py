@@ -20,6 +20,7 @@ from ..data import DataError
 from ..datasite.launch import LaunchError
 from ..errors import ParameterError
 from ..federation import FederationError
+from ..partition_options import flags as partition_flags
 from ..sites.base import SiteError
 
 app = typer.Typer(
@@ -32,10 +33,10 @@ app = typer.Typer(
 
 USER_ERRORS = (ConnectionFileError, DataError, LaunchError, SiteError, FederationError, ValueError, OSError)
 
-#: How the command line spells the library's parameters: the one place they are mapped.
+#: How the command line spells the library's parameters: the one place they are mapped (the partition options' flags
+#: come from their declarations in fedsyft.partition_options, the strategy options' from theirs).
 FLAGS = {
-    "num_shards": "--sites", "alpha": "--alpha", "min_size": "--min-size", "shards_per_client": "--shards-per-client",
-    "shard_size": "--shard-size", "classes_per_client": "--classes-per-client", "label": "--label", "data": "--data",
+    "num_shards": "--sites", **partition_flags(), "label": "--label", "data": "--data",
     "files": "--data", "names": "--name", "test_file": "--test", "epsilon": "--epsilon", "resume": "--resume",
     "out": "--out", "schema_file": "--schema", "features": "--features",
 }

@@ -10,18 +10,15 @@ import typer
 
 from ..connection import SITES_FILE
 from ..datasite.launch import DEFAULT_PORT_BASE
+from ..partition_options import PARTITIONS, settings
+from ..partition_options import typer_option as partition_option
 from ..strategies.options import typer_option
 from ..task import DEFAULT_TRAIN_CONFIG
 
 DEFAULT_SITES_FILE = Path(".fedsyft") / SITES_FILE
 
 
-class Partition(str, Enum):
-    iid = "iid"
-    dirichlet = "dirichlet"
-    shards = "shards"
-    pathological = "pathological"
-    powerlaw = "powerlaw"
+Partition = Enum("Partition", {name: name for name in PARTITIONS}, type=str, module=__name__)
 
 
 class FeatureName(str, Enum):
@@ -43,11 +40,12 @@ ROUNDS = typer.Option(5, "--rounds", min=1, help="FedAvg rounds.")
 SEED = typer.Option(0, "--seed", help="Seed of the data split and of each site's local train/test split.")
 # The partition options, the same for 'launch' (datasites) and 'simulate' (in-process sites).
 PARTITION = typer.Option(Partition.iid, "--partition", help="How the training images are split over the sites: iid; dirichlet (--alpha, --min-size); shards (McMahan et al.: sorted by label, --shards-per-client of --shard-size rows); pathological (--classes-per-client); powerlaw (FedProx's MNIST set-up: --classes-per-client digits, lognormal sizes).", rich_help_panel="Partition")
-ALPHA = typer.Option(0.5, "--alpha", help="dirichlet: concentration (small = skewed).", rich_help_panel="Partition")
-MIN_SIZE = typer.Option(10, "--min-size", min=1, help="dirichlet: the fewest rows a site may get (draws are repeated until every site has them).", rich_help_panel="Partition")
-SHARDS_PER_CLIENT = typer.Option(2, "--shards-per-client", min=1, help="shards: shards dealt to each site.", rich_help_panel="Partition")
-SHARD_SIZE = typer.Option(None, "--shard-size", min=1, help="shards: rows per shard (default: rows / (sites x shards per site)).", rich_help_panel="Partition")
-CLASSES_PER_CLIENT = typer.Option(2, "--classes-per-client", min=1, max=10, help="pathological, powerlaw: classes each site holds.", rich_help_panel="Partition")
+# Each from its one declaration in fedsyft.partition_options: flag, default, help, range.
+ALPHA = partition_option("alpha")
+MIN_SIZE = partition_option("min_size")
+SHARDS_PER_CLIENT = partition_option("shards_per_client")
+SHARD_SIZE = partition_option("shard_size")
+CLASSES_PER_CLIENT = partition_option("classes_per_client")
 OUT = typer.Option(None, "--out", help="Run directory (default: runs/<UTC timestamp>).")
 LOCAL_ITERS = typer_option("local_iters", rich_help_panel=None)
 L2 = typer.Option(DEFAULT_TRAIN_CONFIG["l2"], "--l2", help="L2 strength per mean sample loss, equal on every site.")
@@ -169,13 +167,7 @@ def feature_map(name: FeatureName):
     return FeatureMap(name.value)
 
 
-def partition_settings(partition: Partition, alpha, min_size, shards_per_client, shard_size,
-                       classes_per_client) -> dict:
-    """The options that apply to ``partition`` (recorded with the run, so --resume splits the same way)."""
-    return {
-        Partition.iid: {},
-        Partition.dirichlet: {"alpha": alpha, "min_size": min_size},
-        Partition.shards: {"shards_per_client": shards_per_client, "shard_size": shard_size},
-        Partition.pathological: {"classes_per_client": classes_per_client},
-        Partition.powerlaw: {"classes_per_client": classes_per_client},
-    }[partition]
+def partition_settings(partition: Partition, **values) -> dict:
+    """The options (by name, from ``values``) that apply to ``partition``: recorded with the run, so --resume splits
+    the same way."""
+    return settings(partition.value, values)

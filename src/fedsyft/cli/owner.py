@@ -85,8 +85,9 @@ def launch(
             from ..data import load_mnist
 
             train = load_mnist(data_dir).train
-            settings = partition_settings(partition, alpha, min_size, shards_per_client, shard_size,
-                                           classes_per_client)
+            settings = partition_settings(partition, alpha=alpha, min_size=min_size,
+                                          shards_per_client=shards_per_client, shard_size=shard_size,
+                                          classes_per_client=classes_per_client)
             datasites.shards = [train.subset(idx)
                                 for idx in make_partition(partition.value, train.y, sites, seed, **settings)]
         where = "a temporary state, deleted on exit" if datasites.temporary else f"state: {datasites.state_dir}"

@@ -68,8 +68,10 @@ def simulate(
                                                      clients_per_round, ema), features)
         out = resume or out or default_run_dir()
         result = simulate_run(config, sites, partition=partition.value,
-                              partition_settings=partition_settings(partition, alpha, min_size, shards_per_client,
-                                                                    shard_size, classes_per_client),
+                              partition_settings=partition_settings(partition, alpha=alpha, min_size=min_size,
+                                                                    shards_per_client=shards_per_client,
+                                                                    shard_size=shard_size,
+                                                                    classes_per_client=classes_per_client),
                               data=data, label=label, test_file=test_file, data_dir=data_dir, out=out, resume=resume,
                               min_sites=min_sites, site_timeout=site_timeout, say=out_.say,
                               observers=out_.observers)
