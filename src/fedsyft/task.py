@@ -250,13 +250,17 @@ def local_train_dp(data, global_params, config):
     except (ValueError, TypeError, AttributeError, IndexError) as e:
         return {"error": f"refused: {e}"}
 
-    # 2. Features on the public grid: integers 0..255 (a row's gradient is e (x, 1) = e (Xh / 255)).
+    # 2. Features on the public grid: integers 0..255 (a row's gradient is e (x, 1) = e (Xh / 255), the
+    # intercept's feature being 1 = 255 / 255). uint8 features under the default scale are the grid already.
     span = high - low
     used, safe_span = span > 0, np.where(span > 0, span, 1.0)
+    as_is = "scale" not in config and data[0].dtype == np.uint8
 
-    def on_grid(rows_X):  # (b, d) -> (b, d + 1) float64 integers, the last column the intercept's 255
+    def on_grid(rows_X):  # (b, d) -> (b, d) float64 integers in [0, 255]
+        if as_is:
+            return rows_X.astype(np.float64)
         x = np.clip((rows_X.astype(np.float64) - low) / safe_span, 0.0, 1.0) * used
-        return np.hstack([np.rint(x * LEVELS), np.full((len(x), 1), float(LEVELS))])
+        return np.rint(x * LEVELS)
 
     # 3. DP-SGD steps: clipped integer gradients, exact sum, rounded Gaussian noise, projection.
     try:
@@ -270,15 +274,17 @@ def local_train_dp(data, global_params, config):
             for _ in range(steps):
                 batch = np.flatnonzero(rng.random(n) < q)
                 Xh = on_grid(X[batch])
-                logits = Xh[:, :d] @ W.T / LEVELS + b  # |logits| <= (d + 1) * BOUND: finite
+                logits = Xh @ (W.T / LEVELS) + b  # |logits| <= (d + 1) * BOUND: finite
                 p = np.exp(logits - logits.max(axis=1, keepdims=True))
                 e = p / p.sum(axis=1, keepdims=True) - (y[batch, None] == classes)  # softmax - onehot, in [-1, 1]
-                # Row i's gradient is (clip / sensitivity) * E_i (x) Xh_i with E_i = rint(GRID e_i / clip), shrunk
-                # first so that after rounding |E_i| |Xh_i| <= sensitivity holds exactly (|Xh_i| >= 255).
-                allowed = np.maximum(sensitivity / np.sqrt((Xh * Xh).sum(axis=1)) * (1 - 1e-9) - slack, 0)
+                # Row i's gradient is (clip / sensitivity) * E_i (x) (Xh_i, 255) with E_i = rint(GRID e_i / clip),
+                # shrunk first so that after rounding |E_i| |(Xh_i, 255)| <= sensitivity holds exactly.
+                norms = np.sqrt(np.einsum("ij,ij->i", Xh, Xh) + float(LEVELS) ** 2)  # >= 255
+                allowed = np.maximum(sensitivity / norms * (1 - 1e-9) - slack, 0)
                 E = e * (GRID / clip)
                 E = np.rint(E * np.minimum(1, allowed / np.maximum(np.sqrt((E * E).sum(axis=1)), 1e-300))[:, None])
-                total = E.T @ Xh  # integers below 2**53: exact, whatever the summation order
+                # The batch's sum, weights then intercept: integers below 2**53, exact in any summation order.
+                total = np.hstack([E.T @ Xh, E.sum(axis=0)[:, None] * LEVELS])
                 noisy = total + np.rint(rng.normal(0, sigma * sensitivity, total.shape))
                 grad = noisy * (clip / sensitivity) / (q * rows)  # post-processing of an integer from here on
                 W = np.clip(W - lr * (grad[:, :d] + l2 * W + mu * (W - W0) + shift_W), -BOUND, BOUND)
