@@ -74,14 +74,17 @@ def local_train(data, global_params, config):
             raise ValueError(f"labels must be class indices below n_classes={k} (2-1000)")
 
         # 2. Scale the features the same way on every site (the federation's public scaling).
-        def scaled(rows):
-            if "scale" not in config:
-                return rows.astype(np.float32) / np.float32(255)
+        if "scale" in config:
             low = np.asarray(config["scale"]["low"], np.float32)
             span = np.asarray(config["scale"]["high"], np.float32) - low
             if low.shape != (n_features,) or span.shape != (n_features,) or not np.isfinite(span).all():
                 raise ValueError(f"scale must give low and high for the {n_features} features")
-            return np.clip((rows.astype(np.float32) - low) / np.where(span > 0, span, 1), 0, 1) * (span > 0)
+            ranged, span = span > 0, np.where(span > 0, span, 1)
+
+        def scaled(rows):
+            if "scale" not in config:
+                return rows.astype(np.float32) / np.float32(255)
+            return np.clip((rows.astype(np.float32) - low) / span, 0, 1) * ranged
 
         def as_vector(params, what):  # {"coef" (k, d), "intercept" (k,)} -> one float64 vector
             if set(params) != {"coef", "intercept"}:
@@ -102,32 +105,50 @@ def local_train(data, global_params, config):
             raise ValueError(f"{len(y)} rows leave none to train on after holding out test_fraction")
         order = np.random.RandomState(int(config["seed"])).permutation(len(y))
         Xtr, Xte, ytr, yte = X[order[n_test:]], X[order[:n_test]], y[order[n_test:]], y[order[:n_test]]
-        Xtr, Xte = scaled(Xtr), scaled(Xte)
-        n_train, l2, rows = len(ytr), float(config["l2"]), np.arange(len(ytr))
+        n_train, l2 = len(ytr), float(config["l2"])
+
+        # The rows are scaled block by block as every pass reads them: a block stays in the CPU's
+        # cache for both matrix products, and no float copy of the whole asset is made.
+        def blocks(raw, labels, columns=None):  # (scaled rows [, columns], their labels)
+            for start in range(0, len(labels), 256):
+                rows = scaled(raw[start:start + 256])
+                yield (rows if columns is None else rows[:, columns]), labels[start:start + 256]
+
         # 4. Fit from the global model. Features that are 0 on every training row say nothing about
         # their coefficients, which keep the global model's values and stay out of the optimisation;
         # with many of them the products skip their columns too. SCAFFOLD's correction moves every
         # coefficient: with it, all features are fitted.
-        used = np.flatnonzero(Xtr.any(axis=0)) if shift is None else np.arange(n_features)
+        if shift is None:
+            seen = np.zeros(n_features, dtype=bool)
+            for rows, _ in blocks(Xtr, ytr):
+                seen |= rows.any(axis=0)
+            used = np.flatnonzero(seen)
+        else:
+            used = np.arange(n_features)
         narrow = len(used) < 0.8 * n_features
-        Xfit = Xtr[:, used] if narrow else Xtr
         coef = start[:-k].reshape(k, n_features).copy()  # the fitted coefficients are written into it
         first = np.r_[coef[:, used].ravel(), start[-k:]]
 
-        def log_loss_and_gradient(coef, intercept, X):  # mean log-loss + l2/2 |coef|^2 (not the intercept)
-            logits = X @ coef.T.astype(np.float32) + intercept.astype(np.float32)
-            logits -= logits.max(axis=1, keepdims=True)
-            p = np.exp(logits)
-            total = p.sum(axis=1)
-            loss = np.mean(np.log(total) - logits[rows, ytr]) + l2 / 2 * (coef ** 2).sum()
-            p /= total[:, None]
-            p[rows, ytr] -= 1  # softmax - onehot
-            p /= n_train
-            return loss, p.T @ X + l2 * coef, p.sum(axis=0)
+        def log_loss_and_gradient(coef, intercept, columns):  # mean log-loss + l2/2 |coef|^2 (not the intercept)
+            loss, grad_coef, grad_intercept = 0.0, np.zeros(coef.shape), np.zeros(k)
+            weights, bias = coef.T.astype(np.float32), intercept.astype(np.float32)
+            for rows, labels in blocks(Xtr, ytr, columns):
+                logits = rows @ weights + bias
+                logits -= logits.max(axis=1, keepdims=True)
+                p = np.exp(logits)
+                total = p.sum(axis=1)
+                loss += float(np.sum(np.log(total) - logits[np.arange(len(labels)), labels]))
+                p /= total[:, None]
+                p[np.arange(len(labels)), labels] -= 1  # softmax - onehot
+                grad_coef += p.T @ rows
+                grad_intercept += p.sum(axis=0)
+            return (loss / n_train + l2 / 2 * (coef ** 2).sum(), grad_coef / n_train + l2 * coef,
+                    grad_intercept / n_train)
 
         def objective(w):  # over the fitted coefficients, plus the strategy's terms
-            fitted = coef[:, used] = w[:-k].reshape(k, -1)  # narrow: exactly Xfit's columns
-            loss, grad_coef, grad_intercept = log_loss_and_gradient(fitted if narrow else coef, w[-k:], Xfit)
+            fitted = coef[:, used] = w[:-k].reshape(k, -1)  # narrow: exactly the fitted columns
+            loss, grad_coef, grad_intercept = log_loss_and_gradient(fitted if narrow else coef, w[-k:],
+                                                                    used if narrow else None)
             grad = np.r_[(grad_coef if narrow else grad_coef[:, used]).ravel(), grad_intercept]
             if mu:
                 loss, grad = loss + mu / 2 * ((w - first) ** 2).sum(), grad + mu * (w - first)
@@ -140,19 +161,22 @@ def local_train(data, global_params, config):
                      options={"maxiter": int(config["local_iters"]), "gtol": 1e-4}).x
         control = None
         if shift is not None:  # SCAFFOLD (option I): this site's gradient at the global model
-            _, grad_coef, grad_intercept = log_loss_and_gradient(start[:-k].reshape(k, n_features), start[-k:], Xtr)
+            _, grad_coef, grad_intercept = log_loss_and_gradient(start[:-k].reshape(k, n_features), start[-k:], None)
             control = np.r_[grad_coef.ravel(), grad_intercept]
         coef[:, used] = w[:-k].reshape(k, -1)
         coef, intercept = coef.astype(np.float32), w[-k:].astype(np.float32)
 
         # 5. Report the new parameters and aggregate metrics: never a row.
-        def metrics(Xs, ys):  # accuracy, mean log-loss, confusion matrix (rows: true class)
-            logits = (Xs @ coef.T + intercept).astype(np.float64)
-            logits -= logits.max(axis=1, keepdims=True)
-            log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-            pred = log_p.argmax(axis=1)
-            return (float((pred == ys).mean()), float(-log_p[np.arange(len(ys)), ys].mean()),
-                    np.bincount(ys * k + pred, minlength=k * k).reshape(k, k))
+        def metrics(raw, labels):  # accuracy, mean log-loss, confusion matrix (rows: true class)
+            right, loss, cm = 0, 0.0, np.zeros((k, k), dtype=np.int64)
+            for rows, ys in blocks(raw, labels):
+                logits = (rows @ coef.T + intercept).astype(np.float64)
+                logits -= logits.max(axis=1, keepdims=True)
+                log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+                pred = log_p.argmax(axis=1)
+                right, loss = right + int((pred == ys).sum()), loss - float(log_p[np.arange(len(ys)), ys].sum())
+                cm += np.bincount(ys * k + pred, minlength=k * k).reshape(k, k)
+            return right / len(labels), loss / len(labels), cm
 
         train_acc, train_loss, _ = metrics(Xtr, ytr)
         test_acc, test_loss, cm = (metrics(Xte, yte) if len(yte) else (float("nan"),) * 2 + (None,))
