@@ -20,6 +20,7 @@ import numpy as np
 from . import task
 from .connection import SiteCredentials
 from .data import Images
+from .errors import ParameterError, param
 from .federation import FederationResult, RoundObserver, federate
 from .history import GlobalEval, History
 from .privacy.plan import DEFAULT_CLIP, DEFAULT_DELTA, DEFAULT_LR, PrivatePlan, sampling_for
@@ -60,7 +61,13 @@ class RunConfig(StrategySettings):
         round (non-private training), with a default per strategy (FedAvg: 25).
     features : the public feature map the sites' images went through, as the federation declares
         it (:meth:`fedsyft.features.FeatureMap.to_dict`); the researcher maps its test set the same
-        way. None: raw pixels.
+        way. None: raw pixels. On mapped features DP-SGD's default step is the map's
+        :attr:`~fedsyft.features.FeatureMap.dp_step_factor` times longer.
+    dp_center : centre the features DP-SGD's steps see on the mean of the researcher's own test
+        set (after the map and the schema's scaling): sent to the sites as the public ``center``.
+        No owner's row is read for it and the sensitivity does not depend on it; a poor centre costs
+        accuracy, never privacy. None: centre when a feature map is declared and a test set is
+        there. Private runs only.
     schema : the federation's public data contract (:meth:`fedsyft.schema.Schema.to_dict`)
         for a tabular federation: the sites scale features with its ranges and train one
         class per schema class. None: MNIST (784 pixels / 255, 10 classes).
@@ -80,6 +87,7 @@ class RunConfig(StrategySettings):
     schema: dict | None = None
     site_rows: int | None = None
     features: dict | None = None
+    dp_center: bool | None = None
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -132,11 +140,12 @@ class RunConfig(StrategySettings):
         if self.epsilon is None:
             return None
         sample_rate, steps = sampling_for(self.site_rows, self.sample_rate, self.dp_steps)
-        key = (self.epsilon, self.delta, self.rounds, sample_rate, steps, self.clip, self.dp_lr, self.l2)
+        factor = self.feature_map.dp_step_factor if self.feature_map is not None else 1.0
+        key = (self.epsilon, self.delta, self.rounds, sample_rate, steps, self.clip, self.dp_lr, self.l2, factor)
         if self._plan is None or self._plan[0] != key:
             self._plan = (key, PrivatePlan(epsilon=self.epsilon, delta=self.delta, rounds=self.rounds,
                                            sample_rate=sample_rate, steps=steps, clip=self.clip,
-                                           lr=self.dp_lr, l2=self.l2))
+                                           lr=self.dp_lr, l2=self.l2, lr_factor=factor))
         return self._plan[1]
 
     @classmethod
@@ -154,6 +163,8 @@ class RunConfig(StrategySettings):
         for o in OPTIONS:
             if given.get(o.name) is None and recorded.get(o.name) is not None:
                 given[o.name] = recorded[o.name]
+        if d.get("epsilon") is not None and "dp_center" not in d:
+            given["dp_center"] = False  # recorded before centring existed: it resumes uncentred, as it ran
         return cls(**given)
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,17 +215,40 @@ def evaluator(test: Images | None, schema: dict | None = None):
     """
     if test is None:
         return lambda params: GlobalEval(test_accuracy=None, test_loss=None, confusion_matrix=None)
-    if schema is not None:
-        from .schema import Schema
-
-        X = Schema.from_dict(schema).scale(test.X)
-    else:
-        X = np.asarray(test.X, dtype=np.float32) / np.float32(255)
+    X = scaled_features(test, schema)
 
     def evaluate(params) -> GlobalEval:
         return GlobalEval(**task.evaluate(params, X, test.y, scaled=True))
 
     return evaluate
+
+
+def scaled_features(images: Images, schema: dict | None = None) -> np.ndarray:
+    """``images``' features scaled as the sites scale theirs: by the schema's ranges, or / 255 (float32)."""
+    if schema is not None:
+        from .schema import Schema
+
+        return Schema.from_dict(schema).scale(images.X)
+    return np.asarray(images.X, dtype=np.float32) / np.float32(255)
+
+
+def feature_center(test: Images | None, config: RunConfig) -> list[float] | None:
+    """The public centre a private run sends its sites (``RunConfig.dp_center``), or None.
+
+    The mean of the researcher's own test features, scaled as the sites scale theirs and
+    rounded to the 1/255 grid the sites' DP-SGD works on. Raises ValueError when ``dp_center``
+    is True and there is no test set to take it from.
+    """
+    if not config.private or config.dp_center is False:
+        return None
+    if test is None:
+        if config.dp_center:
+            raise ParameterError(f"{param('dp_center')} needs the researcher's test set: the centre is its mean")
+        return None
+    if config.dp_center is None and config.feature_map is None:
+        return None
+    mean = scaled_features(test, config.schema).mean(axis=0, dtype=np.float64)
+    return (np.rint(np.clip(mean, 0, 1) * 255) / 255).tolist()
 
 
 def run_experiment(
@@ -248,6 +282,9 @@ def run_experiment(
         the same parameters as one that was never interrupted.
     """
     config = resolve_site_rows(sites, config)
+    center = feature_center(test, config)
+    if config.private:  # recorded as in effect, so a resumed run centres as it did
+        config = replace(config, dp_center=center is not None)
     history = History(config={**config.to_dict(), "sites": [s.name for s in sites], **(extra or {})},
                       timings=dict(timings or {}))
     params = None
@@ -265,7 +302,8 @@ def run_experiment(
     run_dir = RunDirectory(out_dir, history, strategy) if out_dir is not None else None
     all_observers = [*observers, *([run_dir] if run_dir else [])]
     try:
-        return federate(sites, config.rounds, config.train_config(), evaluator(test, config.schema), history=history,
+        train_config = config.train_config() | ({"center": center} if center is not None else {})
+        return federate(sites, config.rounds, train_config, evaluator(test, config.schema), history=history,
                         strategy=strategy, observers=all_observers, min_sites=min_sites,
                         site_timeout=site_timeout, params=params, max_workers=max_workers)
     finally:
@@ -277,7 +315,7 @@ def _checkpoint(run_dir: Path, fresh: History) -> tuple[History, Any, dict]:
     """The history, global parameters and strategy state saved in ``run_dir``, checked against this run's config."""
     saved, params, state = load_checkpoint(run_dir)
     for key in ("seed", "local_iters", "l2", "test_fraction", "weighted", "sites", "epsilon", "delta", "sample_rate",
-                "dp_steps", "site_rows", "clip", "dp_lr", "strategy", "strategy_settings", "features"):
+                "dp_steps", "site_rows", "clip", "dp_lr", "strategy", "strategy_settings", "features", "dp_center"):
         if key in saved.config and saved.config.get(key) != fresh.config.get(key):
             raise ValueError(f"cannot resume {run_dir}: its {key} is {saved.config.get(key)!r}, "
                              f"this run's is {fresh.config.get(key)!r}")

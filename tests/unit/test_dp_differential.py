@@ -44,6 +44,8 @@ def cases(draw):
     extra_label = draw(st.sampled_from([0, labels - 1, K - 1]))
     k = draw(st.sampled_from([K, labels]))
     bright = np.flatnonzero(candidate > 127)
+    if draw(st.sampled_from(["bright", "bright", "dark"])) == "dark":  # far from a centre of ones
+        candidate = np.zeros_like(candidate)
     # The template: a coefficient row on the extra row's bright pixels, at or around the overflow edge.
     edge = draw(st.sampled_from([FLT_MAX, FLT_MAX / 2, 1e30, BOUND * (len(bright) - 0.5), BOUND, BOUND * (1 + 1e-6),
                                  1.0, 0.0, float("inf"), float("nan")]))
@@ -67,6 +69,10 @@ def cases(draw):
         low, high = {"bit": (127.0, 128.0), "wide": (-1e12, 1e12), "zero span": (5.0, 5.0),
                      "too wide": (-1e13, 1e13)}[scale]
         config["scale"] = {"low": [low] * D, "high": [high] * D}
+    center = draw(st.sampled_from(["none", "zeros", "half", "ones", "random"]))
+    if center != "none":
+        config["center"] = {"zeros": np.zeros(D), "half": np.full(D, 0.5), "ones": np.ones(D),
+                            "random": np.random.default_rng(7).random(D)}[center].tolist()
     if draw(st.booleans()):
         config["correction"] = {"coef": np.full((k, D), draw(st.sampled_from([BOUND, -1.0])), np.float32),
                                 "intercept": np.zeros(k, np.float32)}
@@ -93,11 +99,18 @@ def check_neighbours(function, case) -> None:
         return
     assert _kind(a)[-1], "an accepted call must answer with finite parameters"
     if config["steps"] == 1 and config["noise_multiplier"] == 0:
-        moved = np.sqrt(((a["coef"].astype(np.float64) - b["coef"]) ** 2).sum()
-                        + ((a["intercept"].astype(np.float64) - b["intercept"]) ** 2).sum())
+        # The step is taken on the centred intercept b + W c (the function's coordinates); c = 0 without a centre.
+        c = np.rint(np.asarray(config.get("center", np.zeros(D))) * 255) / 255
+        centred = [out["intercept"].astype(np.float64) + out["coef"].astype(np.float64) @ c for out in (a, b)]
+        moved = np.sqrt(((a["coef"].astype(np.float64) - b["coef"]) ** 2).sum() + ((centred[0] - centred[1]) ** 2).sum())
         bound = config["lr"] * config["clip"] / (config["sample_rate"] * config["rows"])
-        # The answer is float32: each entry may be rounded by half an ulp of the largest parameter.
+        # The answer is float32: each entry may be rounded by half an ulp of the largest parameter; with a
+        # centre, the intercept (up to (1 + D) * BOUND once uncentred) and the D coefficients it is re-centred
+        # with add their rounding too.
         rounding = np.sqrt(a["coef"].size + a["intercept"].size) * np.spacing(np.float32(BOUND))
+        if "center" in config:
+            largest = [max(np.abs(out[key]).max() for out in (a, b)) for key in ("intercept", "coef")]
+            rounding += np.sqrt(K) * (np.spacing(largest[0]) + D * np.spacing(largest[1]))
         assert moved <= bound * (1 + 1e-6) + rounding, (moved, bound)
 
 
@@ -158,3 +171,32 @@ def test_a_rows_clipped_gradient_is_an_integer_vector_of_norm_at_most_the_sensit
         step = -moved * 64
         assert np.array_equal(step, np.rint(step))  # on the integer grid
         assert int((step.astype(np.int64) ** 2).sum()) <= (grid * levels) ** 2
+
+
+def _far_from_the_centre(center: float, extra: int):
+    """A noiseless one-step call whose extra row is all ``extra`` and whose centre is all ``center``."""
+    X, y, _ = _data(0, K)
+    config = {"noise_multiplier": 0.0, "sample_rate": 1.0, "steps": 1, "clip": 1.0, "lr": 1.0, "l2": 0.0,
+              "n_classes": K, "rows": ROWS, "center": [center] * D}
+    params = {"coef": np.zeros((K, D), np.float32), "intercept": np.zeros(K, np.float32)}
+    return (X, y), (np.vstack([X, np.full(D, extra, np.uint8)]), np.r_[y, 3]), params, config, 5
+
+
+@pytest.mark.parametrize("center, extra", [(1.0, 0), (0.0, 255), (0.5, 0), (1.0, 255)])
+def test_a_centre_far_from_the_extra_row_keeps_the_sensitivity(center, extra):
+    """The clip is on the centred row's norm: a dark row under a centre of ones is as long as a bright one."""
+    check_neighbours(local_train_dp, _far_from_the_centre(center, extra))
+
+
+def test_the_property_catches_clipping_on_the_uncentred_norm():
+    """The same check fails on a function that clips with the norm of the row before centring."""
+    import inspect
+    import textwrap
+
+    source = textwrap.dedent(inspect.getsource(local_train_dp))
+    exact = 'norms = np.sqrt(np.einsum("ij,ij->i", Xh, Xh) + float(LEVELS) ** 2)'
+    assert exact in source
+    namespace: dict = {}
+    exec(source.replace(exact, exact.replace("Xh, Xh", "Xh + C, Xh + C")), namespace)  # noqa: S102
+    with pytest.raises(AssertionError):
+        check_neighbours(namespace["local_train_dp"], _far_from_the_centre(1.0, 0))

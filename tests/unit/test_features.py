@@ -130,3 +130,42 @@ def test_pipeline_takes_raw_images(images, mapped):
 def test_importing_fedsyft_does_not_import_kymatio():
     code = "import sys, fedsyft, fedsyft.features; print('kymatio' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+# ---- what a private run on mapped features sends its sites -----------------------------------------------
+
+def test_the_dp_step_is_the_maps_factor_times_the_pixels_default():
+    from fedsyft.experiment import RunConfig
+
+    pixels = RunConfig(rounds=20, epsilon=1.0)
+    scatter = RunConfig(rounds=20, epsilon=1.0, features=FeatureMap().to_dict())
+    assert scatter.plan.step_size == pytest.approx(4 * pixels.plan.step_size)
+    assert RunConfig(rounds=20, epsilon=1.0, dp_lr=3.0, features=FeatureMap().to_dict()).plan.step_size == 3.0
+
+
+def test_a_private_run_on_mapped_features_is_centred_on_the_researchers_test_set():
+    from fedsyft.data import Images
+    from fedsyft.experiment import RunConfig, feature_center
+
+    rng = np.random.default_rng(0)
+    test = Images(rng.integers(0, 40, (50, 3969), dtype=np.uint8), rng.integers(0, 10, 50))
+    scatter = FeatureMap().to_dict()
+    center = feature_center(test, RunConfig(epsilon=1.0, features=scatter))
+    assert len(center) == 3969 and np.allclose(center, test.X.mean(axis=0) / 255, atol=0.5 / 255)
+    assert np.array_equal(np.rint(np.array(center) * 255), np.array(center) * 255)  # on the sites' grid
+    assert feature_center(test, RunConfig(epsilon=1.0)) is None  # raw pixels: off unless asked for
+    assert feature_center(test, RunConfig(epsilon=1.0, dp_center=True)) is not None
+    assert feature_center(test, RunConfig(epsilon=1.0, features=scatter, dp_center=False)) is None
+    assert feature_center(test, RunConfig(features=scatter)) is None  # not private
+    assert feature_center(None, RunConfig(epsilon=1.0, features=scatter)) is None
+    with pytest.raises(ValueError, match="dp_center.*test set"):
+        feature_center(None, RunConfig(epsilon=1.0, dp_center=True))
+
+
+def test_a_run_recorded_before_centring_resumes_uncentred():
+    from fedsyft.experiment import RunConfig
+
+    recorded = RunConfig(rounds=2, epsilon=1.0, features=FeatureMap().to_dict()).to_dict()
+    del recorded["dp_center"]
+    assert RunConfig.from_dict(recorded).dp_center is False
+    assert RunConfig.from_dict({**recorded, "dp_center": True}).dp_center is True

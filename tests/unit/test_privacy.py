@@ -303,6 +303,29 @@ def test_the_dp_function_refuses_out_of_range_configs(bad):
     assert "error" in out and "coef" not in out
 
 
+@pytest.mark.parametrize("center", [[0.5] * 783, [1.5] * 784, [-0.1] * 784, [float("nan")] * 784, "half", {"a": 1}])
+def test_the_dp_function_refuses_a_centre_off_the_unit_box(center):
+    out = local_train_dp(_data(20), None, _config(center=center, rows=20))
+    assert out["error"].startswith("refused: center") and "coef" not in out
+
+
+def test_a_centre_of_zeros_changes_nothing_and_any_centre_keeps_the_model_form():
+    """The steps run on centred features; the answer is still logits = W x + b, and c = 0 is the plain function."""
+    X, y = _data(300)
+    cfg = _config(noise_multiplier=1.0, sample_rate=0.5, steps=3)
+    plain, out = _update((X, y), cfg, seed=3)
+    zeros, _ = _update((X, y), {**cfg, "center": [0.0] * 784}, seed=3)
+    assert np.array_equal(plain, zeros)
+    # One noiseless full-batch step from a model with coefficients: centring moves the intercept's
+    # coordinates, so the step differs, but both answers predict with logits = W x + b and stay close.
+    start = {"coef": out["coef"], "intercept": out["intercept"]}
+    step = _config(lr=0.1)
+    a, _ = _update((X, y), step, start)
+    b, centred = _update((X, y), {**step, "center": list(X.mean(axis=0) / 255)}, start)
+    assert not np.array_equal(a, b)
+    assert np.abs(a - b).max() < 0.05 and np.isfinite(centred["intercept"]).all()
+
+
 def test_mechanism_of_reads_what_the_function_executes():
     plan = PrivatePlan(epsilon=2.0, rounds=3)
     m = mechanism_of(plan.train_config())

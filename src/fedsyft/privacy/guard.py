@@ -28,9 +28,10 @@ from .ledger import Charge, LedgerError, PrivacyLedger
 #: The keys of the private training function's config (see ``task.local_train_dp``).
 DP_CONFIG_KEYS = frozenset({"noise_multiplier", "sample_rate", "steps", "clip", "lr", "l2"})
 #: Keys it may also carry, all data-independent and so free of privacy cost: the strategy's terms
-#: (FedProx, SCAFFOLD), the federation's public schema (class count, feature scaling) and the
-#: site's public row count, which the guard fills in.
-DP_OPTIONAL_KEYS = frozenset({"mu", "correction", "n_classes", "scale", "rows"})
+#: (FedProx, SCAFFOLD), the federation's public schema (class count, feature scaling), the
+#: researcher's centre of the features (from its own data) and the site's public row count, which
+#: the guard fills in.
+DP_OPTIONAL_KEYS = frozenset({"mu", "correction", "n_classes", "scale", "center", "rows"})
 #: Default class count of the training functions (MNIST's digits).
 DEFAULT_CLASSES = 10
 

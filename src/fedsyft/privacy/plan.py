@@ -76,8 +76,10 @@ class PrivatePlan:
     sample_rate : each row's probability of joining a step's batch (Poisson sampling).
     steps : noisy gradient steps per call.
     clip : per-example gradient norm bound C; the noise's standard deviation is σ·C.
-    lr : step size of the site's local gradient descent (None: :func:`auto_step_size`).
+    lr : step size of the site's local gradient descent (None: :func:`auto_step_size` times ``lr_factor``).
     l2 : L2 penalty on the coefficients (data-independent, free of privacy cost).
+    lr_factor : scales the derived step size for features other than raw pixels (the public feature
+        map's :attr:`~fedsyft.features.FeatureMap.dp_step_factor`); ignored when ``lr`` is given.
     """
 
     epsilon: float
@@ -88,20 +90,21 @@ class PrivatePlan:
     clip: float = DEFAULT_CLIP
     lr: float | None = DEFAULT_LR
     l2: float = 0.0
+    lr_factor: float = 1.0
     noise_multiplier: float = field(init=False)
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
             raise ValueError(f"rounds must be at least 1, got {self.rounds}")
-        if not self.clip > 0 or not (self.lr is None or self.lr > 0) or not self.l2 >= 0:
-            raise ValueError("clip and lr must be positive and l2 non-negative")
+        if not self.clip > 0 or not (self.lr is None or self.lr > 0) or not self.l2 >= 0 or not self.lr_factor > 0:
+            raise ValueError("clip, lr and lr_factor must be positive and l2 non-negative")
         sigma = noise_multiplier_for(self.epsilon, self.sample_rate, self.steps * self.rounds, self.delta)
         object.__setattr__(self, "noise_multiplier", sigma)
 
     @property
     def step_size(self) -> float:
         """The step size sent to the sites: ``lr``, or derived from the noise when ``lr`` is None."""
-        return self.lr if self.lr is not None else auto_step_size(self.noise_multiplier)
+        return self.lr if self.lr is not None else auto_step_size(self.noise_multiplier) * self.lr_factor
 
     @property
     def mechanism(self) -> Mechanism:
