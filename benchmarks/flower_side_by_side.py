@@ -66,7 +66,7 @@ FEDSYFT_VENV = REPO / ".venv"
 REQUIREMENTS = HERE / "flower-requirements.txt"
 
 SITES, CLIENTS_PER_ROUND, SEED = 1000, 10, 0
-LOCAL_ITERS, L2, TEST_FRACTION = 25, 1e-5, 0.1  # fedsyft simulate's defaults
+LOCAL_ITERS, L2, TEST_FRACTION = 25, 1e-5, 0.1  # the same local work on both sides (fedsyft's FedAvg default with few sites)
 N_CLASSES = 10
 
 # Both tools, every process: one BLAS/OpenMP thread (the 2 cores come from 2 workers/actors).
@@ -333,7 +333,7 @@ def main() -> int:
         print(f"fedsyft simulate, {args.rounds} rounds ...", flush=True)
         fedsyft_cmd = [str(FEDSYFT_VENV / "bin" / "fedsyft"), "simulate", "--sites", str(SITES), "--partition",
                        "powerlaw", "--clients-per-round", str(CLIENTS_PER_ROUND), "--rounds", str(args.rounds),
-                       "--out", str(tmp / "fedsyft-run"), "--json", "-q"]
+                       "--local-iters", str(LOCAL_ITERS), "--out", str(tmp / "fedsyft-run"), "--json", "-q"]
         fedsyft = {"command": " ".join(fedsyft_cmd), **timed(fedsyft_cmd, tmp / "fedsyft.log", ENV)}
         try:
             summary = json.loads((tmp / "fedsyft.log").read_text())

@@ -151,9 +151,9 @@ POWERLAW_BEST = "--strategy fedadam --server-lr 0.03 --local-iters 2 --unweighte
 # Tuned settings per setting; every strategy with its defaults alone is bench_defaults' (FedAvg's included).
 HETEROGENEITY = {
     "dirichlet_0.1_10_sites_20_rounds": ("--sites 10 --partition dirichlet --alpha 0.1 --rounds 20", [
-        "--local-iters 2", "--strategy fedprox --mu 0.1 --local-iters 5", "--strategy scaffold --local-iters 3",
-        "--strategy fedavgm --local-iters 2", "--strategy fedadam --server-lr 0.03 --local-iters 2",
-        "--strategy fedyogi --server-lr 0.03 --local-iters 2",
+        "--local-iters 2", "--local-iters 6", "--strategy fedprox --mu 0.1 --local-iters 5",
+        "--strategy scaffold --local-iters 3", "--strategy fedavgm --local-iters 2",
+        "--strategy fedadam --server-lr 0.03 --local-iters 2", "--strategy fedyogi --server-lr 0.03 --local-iters 2",
         "--strategy fedadam --server-lr 0.03 --local-iters 2 --ema 0.5"]),
     "pathological_100x2_shards_of_300_10_per_round": (
         "--sites 100 --partition shards --shards-per-client 2 --shard-size 300 --clients-per-round 10 --rounds 100", [
@@ -212,7 +212,8 @@ def bench_defaults() -> dict:
         for name in STRATEGIES:
             row = _simulate(*base.split(), "--strategy", name)
             config = json.loads((OUT / "heterogeneity" / "metrics.json").read_text())["config"]
-            expected = RunConfig(strategy=name, clients_per_round=config["clients_per_round"])
+            expected = RunConfig(strategy=name, clients_per_round=config["clients_per_round"],
+                                 site_count=config["site_count"])
             if (config["local_iters"], config["strategy_settings"]) != (expected.setting("local_iters"),
                                                                          expected.make_strategy().describe()):
                 raise SystemExit(f"simulate --strategy {name} ran with local_iters {config['local_iters']} and "

@@ -26,7 +26,7 @@ from .history import GlobalEval, History
 from .privacy.plan import DEFAULT_CLIP, DEFAULT_DELTA, DEFAULT_LR, PrivatePlan, sampling_for
 from .run_dir import RunDirectory, load_checkpoint
 from .sites.base import Site, SiteError
-from .strategies.options import OPTIONS, STRATEGY, StrategySettings, option
+from .strategies.options import OPTIONS, STRATEGY, StrategySettings, option, sites_per_round
 
 
 @dataclass
@@ -58,7 +58,11 @@ class RunConfig(StrategySettings):
         :data:`fedsyft.strategies.options.OPTIONS` (which says which strategies take each,
         its range and its default). None: the strategy's default; :meth:`setting` gives
         the value in effect. ``local_iters`` is the L-BFGS iterations each site runs per
-        round (non-private training), with a default per strategy (FedAvg: 25).
+        round (non-private training), with a default per strategy (FedAvg: 25 with up to 3
+        sites a round, 5 with more).
+    site_count : how many sites the run federates, on which the number of sites a round
+        (:attr:`sites_per_round`), and so FedAvg's default ``local_iters``, depend; None until
+        the sites are known (:func:`run_experiment` counts them).
     features : the public feature map the sites' images went through, as the federation declares
         it (:meth:`fedsyft.features.FeatureMap.to_dict`); the researcher maps its test set the same
         way. None: raw pixels. On mapped features DP-SGD's default step is the map's
@@ -88,6 +92,7 @@ class RunConfig(StrategySettings):
     site_rows: int | None = None
     features: dict | None = None
     dp_center: bool | None = None
+    site_count: int | None = None
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -96,6 +101,8 @@ class RunConfig(StrategySettings):
             raise ValueError(f"l2 must be positive, got {self.l2}")
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
+        if self.site_count is not None and not (isinstance(self.site_count, int) and self.site_count >= 1):
+            raise ValueError(f"site_count must be a count of sites (1, 2, ...), got {self.site_count!r}")
         self._plan = None
         self.plan  # validates the privacy settings early
         self.feature_map  # and the feature map's declaration
@@ -112,13 +119,20 @@ class RunConfig(StrategySettings):
     def setting(self, name: str):
         """Strategy option ``name`` in effect: as given, or the strategy's default (None if it takes none).
 
-        A default may depend on the strategy and on whether ``clients_per_round`` samples the sites.
+        A default may depend on the strategy, on whether ``clients_per_round`` samples the sites,
+        and on how many sites train a round (:attr:`sites_per_round`).
         """
         o = option(name)
         strategy = str(getattr(self.strategy, "value", self.strategy))
         if not o.applies_to(strategy):
             return None
-        return o.resolve(getattr(self, name), strategy, sampled=self.clients_per_round is not None)
+        return o.resolve(getattr(self, name), strategy, sampled=self.clients_per_round is not None,
+                         per_round=self.sites_per_round)
+
+    @property
+    def sites_per_round(self) -> int | None:
+        """How many sites train each round: all ``site_count``, or ``clients_per_round`` of them (None: not known)."""
+        return None if self.site_count is None else sites_per_round(self.clients_per_round, self.site_count)
 
     @property
     def feature_map(self):
@@ -170,7 +184,8 @@ class RunConfig(StrategySettings):
     def to_dict(self) -> dict[str, Any]:
         """The settings as recorded in metrics.json's ``config``, with the strategy's in effect (``strategy_settings``).
 
-        ``local_iters`` and ``weighted`` are recorded as in effect, as they always were.
+        ``local_iters`` and ``weighted`` are recorded as in effect, as they always were (and so a
+        resumed run keeps the ``local_iters`` it ran with: :meth:`from_dict` reads it as given).
         """
         own = [f.name for f in fields(self) if "option" not in f.metadata]
         d = {name: getattr(self, name) for name in own}
@@ -270,6 +285,7 @@ def run_experiment(
     Parameters
     ----------
     sites, config, test : the sites, the run's settings, the researcher's test set (None: not scored).
+        ``config.site_count`` becomes the number of ``sites``: some defaults depend on it.
     out_dir : the run directory (None: write nothing).
     observers : progress displays; see :class:`fedsyft.federation.RoundObserver`.
     extra : merged into the recorded config (e.g. the kind of sites).
@@ -281,7 +297,8 @@ def run_experiment(
         nothing random happens on the researcher's side, so a resumed run ends with
         the same parameters as one that was never interrupted.
     """
-    config = resolve_site_rows(sites, config)
+    # counted (public: they are the run's sites), then asked their size if a private run's sampling needs it
+    config = resolve_site_rows(sites, replace(config, site_count=len(sites)))
     center = feature_center(test, config)
     if config.private:  # recorded as in effect, so a resumed run centres as it did
         config = replace(config, dp_center=center is not None)

@@ -34,10 +34,10 @@ FAILURES_MAX = 20    # failures listed one by one; beyond, grouped by round and 
 
 # Settings of the run's config that the configuration table never lists: shown in their
 # own sections (label counts, the privacy mechanism) or folded into another row.
-_SHOWN_ELSEWHERE = {"label_counts", "privacy", "strategy_settings", "partition_settings"}
+_SHOWN_ELSEWHERE = {"label_counts", "privacy", "strategy_settings", "partition_settings", "site_count"}
 _STRATEGY_KEYS = ("strategy", "mu", "server_lr", "server_momentum", "beta1", "beta2", "tau", "clients_per_round",
                   "ema", "weighted")
-_DP_KEYS = ("epsilon", "delta", "sample_rate", "dp_steps", "clip", "dp_lr", "site_rows")
+_DP_KEYS = ("epsilon", "delta", "sample_rate", "dp_steps", "clip", "dp_lr", "dp_center", "site_rows")
 _LOCAL_TRAIN_KEYS = ("local_iters", "test_fraction")  # local_train's only: local_train_dp has neither
 _GROUPS = (  # (heading, config keys in the order shown); keys of no group are listed last, as recorded
     ("run", ("sites", "site_kind", "rounds", "seed")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -361,6 +362,50 @@ def test_a_run_recorded_under_older_defaults_resumes_with_them():
     assert RunConfig.from_dict(stored).make_strategy().describe() == recorded["strategy_settings"]
 
 
+def test_fedavgs_local_iters_follow_the_sites_a_round_and_a_given_value_wins():
+    # the original project's 25 with up to 3 sites a round (fedsyft demo: 2), 5 with more (issue 17)
+    assert [RunConfig(site_count=n).setting("local_iters") for n in (1, 2, 3, 4, 10, 100)] == [25, 25, 25, 5, 5, 5]
+    assert RunConfig(site_count=2).train_config()["local_iters"] == 25
+    assert RunConfig(site_count=10).train_config()["local_iters"] == 5
+    assert RunConfig().setting("local_iters") == 25  # the sites not known yet
+    # sites a round: clients_per_round of them when it samples, a fraction as the sampling counts it
+    assert RunConfig(site_count=1000, clients_per_round=10).setting("local_iters") == 5
+    assert RunConfig(site_count=1000, clients_per_round=3).setting("local_iters") == 25
+    assert RunConfig(site_count=100, clients_per_round=0.03).setting("local_iters") == 25  # 3 of 100
+    assert RunConfig(site_count=100, clients_per_round=0.04).setting("local_iters") == 5   # 4 of 100
+    assert RunConfig(site_count=2, clients_per_round=10).setting("local_iters") == 25      # both, every round
+    assert (RunConfig(site_count=100, clients_per_round=0.04).sites_per_round, RunConfig().sites_per_round) == (4, None)
+    # given: kept, either way
+    assert RunConfig(site_count=10, local_iters=25).train_config()["local_iters"] == 25
+    assert RunConfig(site_count=2, local_iters=5).train_config()["local_iters"] == 5
+    # the other strategies' defaults do not depend on it
+    others = [name for name in STRATEGIES if name != "fedavg"]
+    assert [RunConfig(strategy=name, site_count=10).setting("local_iters") for name in others] == [
+        RunConfig(strategy=name, site_count=2).setting("local_iters") for name in others]
+    recorded = RunConfig(site_count=10).to_dict()
+    assert (recorded["local_iters"], recorded["site_count"]) == (5, 10)  # recorded as in effect
+    with pytest.raises(ValueError, match="site_count"):
+        RunConfig(site_count=0)
+
+
+def test_a_run_counts_its_sites_and_resumes_with_the_local_iters_it_recorded():
+    class Recording(FakeSite):
+        def train(self, global_params, config):
+            self.iters = config["local_iters"]
+            return super().train(global_params, config)
+
+    for n, iters in ((2, 25), (10, 5)):
+        sites = [Recording(f"s{i}", 1.0, 100) for i in range(n)]
+        result = run_experiment(sites, RunConfig(rounds=1), None, None)
+        assert {s.iters for s in sites} == {iters}
+        assert (result.history.config["local_iters"], result.history.config["site_count"]) == (iters, n)
+    # a 10-site run recorded before the default followed the sites (25, no site_count) resumes with its 25
+    old = {k: v for k, v in RunConfig(local_iters=25).to_dict().items() if k != "site_count"}
+    again = RunConfig.from_dict(old)
+    assert replace(again, site_count=10).train_config()["local_iters"] == 25
+    assert RunConfig.from_dict(RunConfig(site_count=10).to_dict()).train_config()["local_iters"] == 5
+
+
 def test_typer_options_come_from_the_declarations():
     import click
 
@@ -370,7 +415,8 @@ def test_typer_options_come_from_the_declarations():
     assert lr.default is None and lr.param_decls == ("--server-lr",) and "fedadam, fedyogi: 0.03" in lr.help
     assert isinstance(lr.click_type, click.FloatRange) and lr.click_type.min_open
     assert typer_option("weighted").param_decls == ("--weighted/--unweighted",)
-    assert "fedavg, fedprox: 25" in typer_option("local_iters").help
+    assert ("fedavg: 25 with up to 3 sites a round (all, or clients_per_round), else 5; fedprox: 25;"
+            in typer_option("local_iters").help)
 
 
 # -- state: nested, flattened to the checkpoint's keys of before --

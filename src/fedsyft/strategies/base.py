@@ -9,7 +9,6 @@ concrete one.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 
 from ..aggregate import Params
 from ..sites.base import SiteResult
-from .options import STRATEGY, count_or_fraction, options_for, resolve
+from .options import STRATEGY, count_or_fraction, options_for, resolve, sites_per_round
 
 __all__ = ["FitInstruction", "Strategy", "count_or_fraction", "display_name", "zeros_like_model"]
 
@@ -127,10 +126,8 @@ class Strategy(ABC):
 
     def sample(self, round_no: int, sites: Sequence[str]) -> list[str]:
         """The sites asked in ``round_no``: all, or ``clients_per_round`` of them at random."""
-        k = self.clients_per_round
-        if isinstance(k, float):  # a fraction; the small epsilon keeps 0.29 * 100 from flooring to 28
-            k = max(1, math.floor(k * len(sites) + 1e-9))
-        if k is None or k >= len(sites):
+        k = sites_per_round(self.clients_per_round, len(sites))
+        if k >= len(sites):
             return list(sites)
         rng = np.random.default_rng([self.seed, round_no])
         chosen = np.sort(rng.choice(len(sites), size=k, replace=False))
