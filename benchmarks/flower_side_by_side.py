@@ -66,7 +66,7 @@ FEDSYFT_VENV = REPO / ".venv"
 REQUIREMENTS = HERE / "flower-requirements.txt"
 
 SITES, CLIENTS_PER_ROUND, SEED = 1000, 10, 0
-LOCAL_ITERS, L2, TEST_FRACTION = 25, 1e-5, 0.1  # the same local work on both sides (fedsyft's FedAvg default with few sites)
+LOCAL_ITERS, L2, TEST_FRACTION = 25, 1e-5, 0.1  # the same local work on both sides
 N_CLASSES = 10
 
 # Both tools, every process: one BLAS/OpenMP thread (the 2 cores come from 2 workers/actors).

@@ -117,6 +117,71 @@ def end_to_end(epsilon: float = 1.0, rounds: int = 20) -> dict:
             "met": wall <= 90 and accuracy >= TARGETS[epsilon]}
 
 
+def on_datasites(epsilon: float = 1.0, rounds: int = 20) -> dict:
+    """``fedsyft demo --features scatter --epsilon 1 --rounds 20``: two real private datasites launched with the map
+    (each maps its 30,000 images at launch), a researcher's run over PySyft, the datasites stopped."""
+    import subprocess
+    import tempfile
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from conftest import free_port_base
+
+    with tempfile.TemporaryDirectory() as out:
+        command = ["demo", "--features", "scatter", "--epsilon", f"{epsilon:g}", "--rounds", str(rounds)]
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "fedsyft", *command, "--port-base", str(free_port_base(2)),
+                        "--out", out, "--quiet"], check=True, env={**os.environ, "TQDM_DISABLE": "1"})
+        wall = time.perf_counter() - start
+        doc = json.loads((Path(out) / "metrics.json").read_text())
+    accuracy = doc["rounds"][-1]["global"]["test_accuracy"]
+    round_seconds = [r["seconds"] for r in doc["rounds"]]
+    print(f"  fedsyft {' '.join(command)}: {accuracy:.4f} in {wall:.1f} s", flush=True)
+    return {"command": "fedsyft " + " ".join(command), "final_global_test_accuracy": accuracy,
+            "accuracy_per_round": [r["global"]["test_accuracy"] for r in doc["rounds"]], "seconds": round(wall, 1),
+            "mean_round_seconds": round(float(np.mean(round_seconds)), 2), "timings": doc.get("timings"),
+            "target": TARGETS[epsilon], "met": accuracy >= TARGETS[epsilon]}
+
+
+def relaunch_cost(mnist: MNIST, repeats: int = 3) -> dict:
+    """Seconds to relaunch 2 datasites x 30,000 rows from their state folders, mapped by scattering and raw.
+
+    Each state is provisioned once (the mapped one maps its 60,000 images then); each relaunch is
+    ``Datasites(None, state_dir=...)`` until both sites answer, then stopped. The figure of issue 18
+    is the median difference: what a mapped state adds to a relaunch (target: at most 2 s).
+    """
+    import statistics
+    import tempfile
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from conftest import free_port_base
+
+    from fedsyft.datasite.launch import Datasites
+
+    shards = shard_mnist(mnist, 2, seed=0)
+    seconds: dict[str, list[float]] = {"scatter": [], "none": []}
+    with tempfile.TemporaryDirectory() as root:
+        for name in seconds:
+            state = Path(root) / name
+            features = FeatureMap("scatter", J=2, L=8) if name == "scatter" else None
+            first = Datasites(shards, port_base=free_port_base(2), state_dir=state, private=False, features=features)
+            first.start()
+            first.stop()
+        for _ in range(repeats):  # interleaved, so that a slow moment of the machine hits both
+            for name in seconds:
+                again = Datasites(None, n_sites=2, port_base=free_port_base(2), state_dir=Path(root) / name,
+                                  private=False)
+                start = time.perf_counter()
+                again.start()
+                seconds[name].append(round(time.perf_counter() - start, 2))
+                again.stop()
+    extra = statistics.median(seconds["scatter"]) - statistics.median(seconds["none"])
+    print(f"  relaunch: scattering {seconds['scatter']} s, raw pixels {seconds['none']} s: {extra:+.2f} s",
+          flush=True)
+    return {"sites": 2, "rows_per_site": len(shards[0]), "seconds_scatter": seconds["scatter"],
+            "seconds_raw_pixels": seconds["none"], "extra_seconds": round(extra, 2), "target_seconds": 2,
+            "met": extra <= 2}
+
+
 def dirichlet(strategy: str, mapped: bool, rounds: int = 20) -> dict:
     """``fedsyft simulate --sites 10 --partition dirichlet --alpha 0.1 --rounds 20 --strategy S [--features scatter]``,
     non-private, with the strategy's defaults (the heterogeneity benchmark's setting)."""
@@ -157,7 +222,12 @@ def main() -> None:
     parser.add_argument("--dirichlet", action="append", default=[], metavar="STRATEGY",
                         help="also run Dirichlet 0.1 x 10 sites x 20 rounds with this strategy's defaults, "
                              "scattering and raw pixels (repeatable)")
-    parser.add_argument("--only-dirichlet", action="store_true", help="run only the --dirichlet rows (keep the rest)")
+    parser.add_argument("--relaunch", action="store_true",
+                        help="also time a datasite relaunch from a mapped state against one from a raw-pixel state")
+    parser.add_argument("--datasites", action="store_true",
+                        help="also run fedsyft demo --features scatter --epsilon 1 --rounds 20 (real datasites)")
+    parser.add_argument("--keep-runs", action="store_true",
+                        help="keep the stored runs and mapping figures; run only --dirichlet, --datasites, --relaunch")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
     epsilons = args.epsilon or [1.0, 3.0, 8.0]
@@ -168,7 +238,7 @@ def main() -> None:
               "public_range": "per channel, an upper bound over all images with pixels in [0, 1], from kymatio's "
                               "filters alone (fedsyft.features._scatter_bounds); no data read"}
     results = json.loads(args.output.read_text()) if args.output.exists() else {}
-    if args.only_dirichlet:  # keep every other figure as it is
+    if args.keep_runs:  # keep every other figure as it is
         result = results.get("scatter", result)
     else:
         print("mapping ...", flush=True)
@@ -193,6 +263,12 @@ def main() -> None:
             for eps, target in TARGETS.items() if any(r["epsilon"] == eps for r in result["runs"])}
         for row in result["targets"].values():
             row["met"] = row["best"] is not None and row["best"] >= row["target"]
+    if args.datasites:
+        print("datasites ...", flush=True)
+        result["datasites"] = on_datasites()
+    if args.relaunch:
+        print("relaunch ...", flush=True)
+        result["relaunch"] = relaunch_cost(mnist)
     if args.dirichlet:
         print("dirichlet ...", flush=True)
         result["dirichlet"] = [dirichlet(strategy, mapped) for strategy in args.dirichlet for mapped in (True, False)]

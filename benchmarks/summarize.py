@@ -173,6 +173,16 @@ def scatter_section(sc: dict | None) -> list[str]:
         lines[-1] += (f"{r['seconds_per_site_round']:.2f} | {'≥ ' + format(target, 'g') if target else '-'} | "
                       f"{ok(r.get('met')) if target else ''} |")
     lines.append(f"| mapping 70,000 images (2 cores) | {t['seconds']:.1f} s | | | ≤ 60 s | {ok(t['seconds'] <= 60)} |")
+    ds = sc.get("datasites")
+    if ds:
+        lines.append(f"| `{ds['command']}`: real private datasites, end to end | {ds['final_global_test_accuracy']:.4f} "
+                     f"in {ds['seconds']:.0f} s | | {ds['mean_round_seconds']:.2f} per round | "
+                     f"≥ {ds['target']:g} | {ok(ds['met'])} |")
+    rl = sc.get("relaunch")
+    if rl:
+        lines.append(f"| relaunch of {rl['sites']} datasites × {rl['rows_per_site']:,} rows from their state: mapped "
+                     f"minus raw pixels (median of {len(rl['seconds_scatter'])}) | {rl['extra_seconds']:+.2f} s | | | "
+                     f"≤ {rl['target_seconds']} s | {ok(rl['met'])} |")
     e2e = sc.get("end_to_end")
     if e2e:
         lines.append(f"| `{e2e['command']}`, end to end | {e2e['final_global_test_accuracy']:.4f} in "

@@ -102,7 +102,8 @@ def check_neighbours(function, case) -> None:
         # The step is taken on the centred intercept b + W c (the function's coordinates); c = 0 without a centre.
         c = np.rint(np.asarray(config.get("center", np.zeros(D))) * 255) / 255
         centred = [out["intercept"].astype(np.float64) + out["coef"].astype(np.float64) @ c for out in (a, b)]
-        moved = np.sqrt(((a["coef"].astype(np.float64) - b["coef"]) ** 2).sum() + ((centred[0] - centred[1]) ** 2).sum())
+        moved = np.sqrt(((a["coef"].astype(np.float64) - b["coef"]) ** 2).sum()
+                        + ((centred[0] - centred[1]) ** 2).sum())
         bound = config["lr"] * config["clip"] / (config["sample_rate"] * config["rows"])
         # The answer is float32: each entry may be rounded by half an ulp of the largest parameter; with a
         # centre, the intercept (up to (1 + D) * BOUND once uncentred) and the D coefficients it is re-centred
