@@ -63,15 +63,24 @@ def _shapes(data: Any) -> tuple | None:
     return tuple(getattr(part, "shape", None) for part in data)
 
 
-def install(limits: WorkLimits, mock: Any, record: Callable[[str, dict], None],
+def mock_identity(mock: Any) -> dict:
+    """What tells the asset's public mock from any other data: its shapes and digest (JSON-ready)."""
+    shapes = _shapes(mock)
+    return {"shapes": None if shapes is None else [None if s is None else list(s) for s in shapes],
+            "digest": data_digest(mock)}
+
+
+def install(limits: WorkLimits, mock: dict, record: Callable[[str, dict], None],
             guard: PrivacyGuard | None = None, dp_code_sha256: str | None = None) -> None:
     """Route every execution of user code in this process through the datasite's gate.
 
-    ``mock`` is the asset's public mock: only an execution on exactly that data runs without
-    a turn and, on a private site, free. ``record`` receives the gate's refusals for the audit
-    log. ``guard`` and ``dp_code_sha256`` make the site private (both or neither).
+    ``mock`` is the :func:`mock_identity` of the asset's public mock: only an execution on exactly
+    that data runs without a turn and, on a private site, free. ``record`` receives the gate's
+    refusals for the audit log. ``guard`` and ``dp_code_sha256`` make the site private (both or neither).
     """
-    mock_shapes, mock_digest = _shapes(mock), data_digest(mock)
+    shapes = mock["shapes"]
+    mock_shapes = None if shapes is None else tuple(None if s is None else tuple(s) for s in shapes)
+    mock_digest = mock["digest"]
 
     def is_mock(data: Any) -> bool:
         # Shapes first: the private data (usually of another row count) is not hashed on every call.
