@@ -391,7 +391,7 @@ def privacy_plot(sweep: list[dict], scatter: dict | None = None) -> None:
     curves = [("raw pixels", private, "o-", "C0")]
     if scatter:
         default = [r for r in scatter.get("runs", []) if r["epsilon"] and not any(
-            k in r for k in ("dp_lr", "dp_steps", "ema", "dp_center"))]
+            k in r for k in ("dp_lr", "dp_steps", "ema", "center", "dp_center"))]
         curves.append(("wavelet scattering (--features scatter)", sorted(default, key=lambda r: r["epsilon"]),
                        "s-", "C2"))
     for label, rows, style, color in curves:

@@ -31,13 +31,14 @@ from fedsyft.datasite.launch import shard_mnist
 from fedsyft.experiment import RunConfig, run_experiment
 from fedsyft.features import FeatureMap
 from fedsyft.privacy import PrivacyGuard, PrivacyLedger
+from fedsyft.workflows import mapped
 from fedsyft.sites import LocalSite
 
 HERE = Path(__file__).resolve().parent
 TARGETS = {None: 0.990, 1.0: 0.975, 3.0: 0.985, 8.0: 0.988}  # issue 18: final global test accuracy
 #: Other researcher settings measured beside the default plan (20 rounds; the accounting is the same, only the plan
 #: differs). The default plan on scattering centres the features on the researcher's test-set mean and steps
-#: 4 x 10/σ (RunConfig.dp_center, FeatureMap.dp_step_factor). Sweeps in a scratch FedAvg loop (final accuracy, one
+#: 4 x 10/σ (RunConfig.center, FeatureMap.dp_step_factor). Sweeps in a scratch FedAvg loop (final accuracy, one
 #: run each, 2026-12-06), uncentred: ε = 1: lr 1.9 (the pixels' default) 0.9728, 4 0.9764, 8 0.9774; ε = 3: lr 4.8
 #: 0.9795, 16 0.9836; ε = 8: lr 8 0.9826, 32 0.9855, 32 + 100 steps 0.9874; without noise (ε = 1000, lr 8) 0.9869.
 #: Centred: ε = 1: lr 8 0.9806, 16 0.9760; ε = 3: lr 16 0.9861, 32 0.9856; ε = 8: lr 32 0.9883, 64 0.9880,
@@ -81,9 +82,9 @@ def federate(data: MNIST, epsilon: float | None, rounds: int, scored: bool = Tru
            "accuracy_per_round": [r.global_.test_accuracy for r in history.rounds],
            "seconds": round(wall, 2), "seconds_per_site_round": round(float(np.mean(site_seconds)), 3),
            "max_seconds_per_site_round": round(max(site_seconds), 3), **knobs}
+    row.update(centred=bool(history.config.get("center")), local_iters=history.config.get("local_iters"))
     if epsilon:
         plan = config.plan
-        row.update(centred=bool(history.config.get("dp_center")))
         row.update(delta=config.delta, noise_multiplier=plan.noise_multiplier, lr=plan.step_size,
                    sample_rate=plan.sample_rate, steps=plan.steps, clip=plan.clip,
                    epsilon_spent_per_site={n: s.epsilon_spent for n, s in history.rounds[-1].sites.items()})
@@ -206,7 +207,7 @@ def dirichlet(strategy: str, mapped: bool, rounds: int = 20) -> dict:
 
 def _knobs(row: dict) -> dict:
     """The researcher's settings a run changed from the default plan."""
-    return {k: row[k] for k in ("dp_lr", "dp_steps", "ema", "dp_center") if k in row}
+    return {k: row[k] for k in ("dp_lr", "dp_steps", "ema", "center", "dp_center") if k in row}
 
 
 def main() -> None:
@@ -218,7 +219,7 @@ def main() -> None:
     parser.add_argument("--no-tuned", action="store_true", help="skip the runs with the tuned settings (TUNED)")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw-pixel runs beside them")
     parser.add_argument("--no-uncentred", action="store_true",
-                        help="skip the DP runs without centring (the default plan before dp_center)")
+                        help="skip the DP runs without centring (the default plan before center)")
     parser.add_argument("--dirichlet", action="append", default=[], metavar="STRATEGY",
                         help="also run Dirichlet 0.1 x 10 sites x 20 rounds with this strategy's defaults, "
                              "scattering and raw pixels (repeatable)")
@@ -226,6 +227,8 @@ def main() -> None:
                         help="also time a datasite relaunch from a mapped state against one from a raw-pixel state")
     parser.add_argument("--datasites", action="store_true",
                         help="also run fedsyft demo --features scatter --epsilon 1 --rounds 20 (real datasites)")
+    parser.add_argument("--nonprivate-again", action="store_true",
+                        help="with --keep-runs: run the non-private rows again (cached features)")
     parser.add_argument("--keep-runs", action="store_true",
                         help="keep the stored runs and mapping figures; run only --dirichlet, --datasites, --relaunch")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
@@ -240,14 +243,21 @@ def main() -> None:
     results = json.loads(args.output.read_text()) if args.output.exists() else {}
     if args.keep_runs:  # keep every other figure as it is
         result = results.get("scatter", result)
+        if args.nonprivate_again:  # local_train or its defaults changed: its rows only, on the stored features
+            data = MNIST(*(mapped(part, feature_map) for part in (mnist.train, mnist.test)))
+            fresh = [federate(data, None, 5, **knobs) for knobs in ({}, {"center": False, "local_iters": 25})]
+            result["runs"] = fresh + [r for r in result["runs"] if r["epsilon"] is not None]
+            result["targets"]["no_dp"].update(default_plan=fresh[0]["final_global_test_accuracy"],
+                                              best=max(r["final_global_test_accuracy"] for r in fresh))
+            result["targets"]["no_dp"]["met"] = result["targets"]["no_dp"]["best"] >= TARGETS[None]
     else:
         print("mapping ...", flush=True)
         data, result["transform"] = map_mnist(mnist, feature_map)
-        runs = [(None, 5, {})] if not args.no_nonprivate else []
+        runs = [(None, 5, {}), (None, 5, {"center": False, "local_iters": 25})] if not args.no_nonprivate else []
         runs += [(eps, 20, {}) for eps in epsilons]  # the default plan
         runs += [(eps, 20, TUNED[eps]) for eps in epsilons if eps in TUNED and not args.no_tuned]
         runs += [(eps, 20, {"dp_lr": lr}) for eps in epsilons for lr in args.dp_lr]
-        runs += [(eps, 20, {"dp_center": False}) for eps in epsilons if not args.no_uncentred]
+        runs += [(eps, 20, {"center": False}) for eps in epsilons if not args.no_uncentred]
         print("scattering ...", flush=True)
         result["runs"] = [federate(data, eps, rounds, **knobs) for eps, rounds, knobs in runs]
         result["end_to_end"] = end_to_end()

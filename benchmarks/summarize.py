@@ -164,8 +164,9 @@ def scatter_section(sc: dict | None) -> list[str]:
         what = ("no DP, 5 rounds" if r["epsilon"] is None else f"ε = {r['epsilon']:g}, 20 rounds") + \
             (f", DP step size {r['dp_lr']:g}" if "dp_lr" in r else "") + \
             (f", {r['dp_steps']} steps a round" if "dp_steps" in r else "") + (f", EMA {r['ema']:g}" if "ema" in r else "") + \
-            (", not centred (`--no-dp-center`)" if r.get("dp_center") is False else "")
-        base = raw.get(r["epsilon"]) if not {"dp_lr", "dp_steps", "ema", "dp_center"} & set(r) else None
+            (", not centred (`--no-center`)" if r.get("center", r.get("dp_center")) is False else "") + \
+            (f", {r['local_iters']} L-BFGS iterations" if r["epsilon"] is None and "local_iters" in r else "")
+        base = raw.get(r["epsilon"]) if not {"dp_lr", "dp_steps", "ema", "dp_center", "center"} & set(r) else None
         target = r.get("target")
         lines.append(f"| {what} | {r['final_global_test_accuracy']:.4f} | "
                      f"{base['final_global_test_accuracy']:.4f} | " if base else
@@ -187,8 +188,9 @@ def scatter_section(sc: dict | None) -> list[str]:
     if e2e:
         lines.append(f"| `{e2e['command']}`, end to end | {e2e['final_global_test_accuracy']:.4f} in "
                      f"{e2e['seconds']:.0f} s | | | ≤ {e2e['target_seconds']} s | {ok(e2e['met'])} |")
-    lines += ["", "Private runs use the default plan unless a row says otherwise: on scattering the features are centred "
-              "on the researcher's test-set mean and the step is 4 × 10/σ (see [researchers.md]"
+    lines += ["", "Runs use the defaults unless a row says otherwise: on scattering the features are centred on the "
+              "researcher's test-set mean (not under FedAdam and FedYogi), a non-private site runs at most 8 L-BFGS "
+              "iterations a round and the DP step is 4 × 10/σ (see [researchers.md]"
               "(researchers.md#beyond-the-linear-ceiling-a-public-feature-map)); raw pixels keep 10/σ, uncentred. "
               "Seconds per site-round: one thread per site, both sites at once on 2 cores; targets ≤ 3 s (no DP, "
               "27,000 training rows) and ≤ 2 s (DP)."]

@@ -131,6 +131,16 @@ class FeatureMap:
         """
         return 1.0 if self.name == "none" else 4.0
 
+    @property
+    def max_default_local_iters(self) -> int | None:
+        """The most L-BFGS iterations a non-private site runs per round by default on these features (None: no cap).
+
+        On centred scattering features L-BFGS converges in few iterations: 2 sites x 30,000 rows reached
+        0.9915 after 5 rounds with 8 (0.9897 with 6, 0.9923 with 10, uncentred 25: 0.9916), and each
+        iteration costs a pass over 3,969 columns. A given ``local_iters`` is never capped.
+        """
+        return None if self.name == "none" else 8
+
     # ---- applying it ----------------------------------------------------------------------------
 
     def transform(self, X: np.ndarray, progress: Callable[[int, int], None] | None = None,

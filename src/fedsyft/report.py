@@ -37,13 +37,13 @@ FAILURES_MAX = 20    # failures listed one by one; beyond, grouped by round and 
 _SHOWN_ELSEWHERE = {"label_counts", "privacy", "strategy_settings", "partition_settings", "site_count"}
 _STRATEGY_KEYS = ("strategy", "mu", "server_lr", "server_momentum", "beta1", "beta2", "tau", "clients_per_round",
                   "ema", "weighted")
-_DP_KEYS = ("epsilon", "delta", "sample_rate", "dp_steps", "clip", "dp_lr", "dp_center", "site_rows")
+_DP_KEYS = ("epsilon", "delta", "sample_rate", "dp_steps", "clip", "dp_lr", "site_rows")
 _LOCAL_TRAIN_KEYS = ("local_iters", "test_fraction")  # local_train's only: local_train_dp has neither
 _GROUPS = (  # (heading, config keys in the order shown); keys of no group are listed last, as recorded
     ("run", ("sites", "site_kind", "rounds", "seed")),
     ("data", ("partition", "data_file", "label", "test_file", "data_dir", "test_data_dir", "schema", "features")),
     ("strategy", _STRATEGY_KEYS),
-    ("training on the sites", ("local_iters", "l2", "test_fraction", *_DP_KEYS)),
+    ("training on the sites", ("local_iters", "l2", "test_fraction", "center", *_DP_KEYS)),
 )
 
 

@@ -48,7 +48,8 @@ def local_train(data, global_params, config):
     researcher's strategy: ``mu`` is FedProx's proximal term (default 0), and
     ``correction`` ({"coef", "intercept"}, SCAFFOLD's c - c_i) shifts the gradient; with
     it the answer also carries ``control_variate``, this site's gradient at the global
-    model (SCAFFOLD's option I).
+    model (SCAFFOLD's option I). ``center`` (a public vector in [0, 1], the researcher's mean of
+    its own test features) centres the features the fit sees; the answer keeps its form.
     """
     import math
     import time
@@ -60,7 +61,7 @@ def local_train(data, global_params, config):
     try:
         # 1. Check the settings the researcher sent.
         required = {"seed", "test_fraction", "local_iters", "l2"}
-        optional = {"mu", "correction", "n_classes", "scale"}
+        optional = {"mu", "correction", "n_classes", "scale", "center"}
         if not isinstance(config, dict) or not required <= set(config) <= required | optional:
             raise ValueError(f"config must have the keys {sorted(required)} and may have {sorted(optional)}")
         mu, k = float(config.get("mu", 0.0)), int(config.get("n_classes", 10))
@@ -98,6 +99,19 @@ def local_train(data, global_params, config):
 
         start = as_vector(global_params, "global params") if global_params else np.zeros(k * n_features + k)
         shift = as_vector(config["correction"], "correction") if "correction" in config else None
+        # The optional public centre c: the fit runs on x - c with the intercept b + W c (L-BFGS converges
+        # faster on centred features) and answers in the usual logits = W x + b.
+        center = np.asarray(config.get("center", np.zeros(n_features)), np.float64)
+        if center.shape != (n_features,) or not (np.isfinite(center).all()
+                                                 and 0 <= center.min() <= center.max() <= 1):
+            raise ValueError(f"center must be {n_features} numbers in [0, 1]")
+        centred = "center" in config
+        if centred:
+            start = np.r_[start[:-k], start[-k:] + start[:-k].reshape(k, n_features) @ center]
+            if shift is not None:  # SCAFFOLD's intercept shift, on the centred coordinates
+                shift_coef = shift[:-k].reshape(k, n_features) - np.outer(shift[-k:], center)
+                shift = np.r_[shift_coef.ravel(), shift[-k:]]
+        center32 = center.astype(np.float32)
         # 3. Split the rows into local train and test, the same way every round: the split of
         # scikit-learn's train_test_split(test_size, random_state=seed), same rows, same order.
         n_test = math.ceil(float(config["test_fraction"]) * len(y))
@@ -111,14 +125,14 @@ def local_train(data, global_params, config):
         # cache for both matrix products, and no float copy of the whole asset is made.
         def blocks(raw, labels, columns=None):  # (scaled rows [, columns], their labels)
             for start in range(0, len(labels), 256):
-                rows = scaled(raw[start:start + 256])
+                rows = scaled(raw[start:start + 256]) - center32 if centred else scaled(raw[start:start + 256])
                 yield (rows if columns is None else rows[:, columns]), labels[start:start + 256]
 
         # 4. Fit from the global model. Features that are 0 on every training row say nothing about
         # their coefficients, which keep the global model's values and stay out of the optimisation;
         # with many of them the products skip their columns too. SCAFFOLD's correction moves every
-        # coefficient: with it, all features are fitted.
-        if shift is None:
+        # coefficient, and with a centre no feature is 0: with either, all features are fitted.
+        if shift is None and not centred:
             seen = np.zeros(n_features, dtype=bool)
             for rows, _ in blocks(Xtr, ytr):
                 seen |= rows.any(axis=0)
@@ -162,6 +176,8 @@ def local_train(data, global_params, config):
         control = None
         if shift is not None:  # SCAFFOLD (option I): this site's gradient at the global model
             _, grad_coef, grad_intercept = log_loss_and_gradient(start[:-k].reshape(k, n_features), start[-k:], None)
+            if centred:  # in the model's own coordinates: d/dW of L(W, b + W c) adds (dL/db) c
+                grad_coef = grad_coef + np.outer(grad_intercept, center)
             control = np.r_[grad_coef.ravel(), grad_intercept]
         coef[:, used] = w[:-k].reshape(k, -1)
         coef, intercept = coef.astype(np.float32), w[-k:].astype(np.float32)
@@ -180,6 +196,8 @@ def local_train(data, global_params, config):
 
         train_acc, train_loss, _ = metrics(Xtr, ytr)
         test_acc, test_loss, cm = (metrics(Xte, yte) if len(yte) else (float("nan"),) * 2 + (None,))
+        if centred:  # back to logits = W x + b
+            intercept = (w[-k:] - coef.astype(np.float64) @ center).astype(np.float32)
         out = {"coef": coef, "intercept": intercept, "n_train": int(n_train), "n_test": int(len(yte)),
                "train_accuracy": train_acc, "train_loss": train_loss, "test_accuracy": test_acc,
                "test_loss": test_loss, "confusion_matrix": cm, "compute_seconds": time.perf_counter() - started}

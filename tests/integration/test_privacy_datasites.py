@@ -131,13 +131,13 @@ def test_strategies_run_privately_and_add_no_privacy_cost(owner, mnist, strategy
     costs what plain DP-SGD does."""
     researcher = _researcher(owner, 1)
     before = json.loads(owner.sites[1].ledger.read_text())["charges"]
-    config = RunConfig(rounds=2, epsilon=0.5, strategy=strategy, dp_center=True)
+    config = RunConfig(rounds=2, epsilon=0.5, strategy=strategy, center=True)
     result = run_experiment([researcher], config, mnist.test.subset(slice(0, 1000)), None)
     charges = json.loads(owner.sites[1].ledger.read_text())["charges"][len(before):]
     assert len(charges) == 2
     # the site's status gave its row count, and the run sized its sampling by it (sampling_for)
     recorded = result.history.config
-    assert recorded["site_rows"] == len(owner.shards[1]) and recorded["dp_center"] is True
+    assert recorded["site_rows"] == len(owner.shards[1]) and recorded["center"] is True
     sample_rate, steps = sampling_for(len(owner.shards[1]))
     assert (recorded["privacy"]["sample_rate"], recorded["privacy"]["steps_per_round"]) == (sample_rate, steps)
     assert all(c["noise_multiplier"] == recorded["privacy"]["noise_multiplier"] and c["steps"] == steps

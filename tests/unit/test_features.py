@@ -143,7 +143,7 @@ def test_the_dp_step_is_the_maps_factor_times_the_pixels_default():
     assert RunConfig(rounds=20, epsilon=1.0, dp_lr=3.0, features=FeatureMap().to_dict()).plan.step_size == 3.0
 
 
-def test_a_private_run_on_mapped_features_is_centred_on_the_researchers_test_set():
+def test_a_run_on_mapped_features_is_centred_on_the_researchers_test_set():
     from fedsyft.data import Images
     from fedsyft.experiment import RunConfig, feature_center
 
@@ -154,18 +154,31 @@ def test_a_private_run_on_mapped_features_is_centred_on_the_researchers_test_set
     assert len(center) == 3969 and np.allclose(center, test.X.mean(axis=0) / 255, atol=0.5 / 255)
     assert np.array_equal(np.rint(np.array(center) * 255), np.array(center) * 255)  # on the sites' grid
     assert feature_center(test, RunConfig(epsilon=1.0)) is None  # raw pixels: off unless asked for
-    assert feature_center(test, RunConfig(epsilon=1.0, dp_center=True)) is not None
-    assert feature_center(test, RunConfig(epsilon=1.0, features=scatter, dp_center=False)) is None
-    assert feature_center(test, RunConfig(features=scatter)) is None  # not private
+    assert feature_center(test, RunConfig(epsilon=1.0, center=True)) is not None
+    assert feature_center(test, RunConfig(epsilon=1.0, features=scatter, center=False)) is None
+    assert feature_center(test, RunConfig(features=scatter)) == center  # non-private runs too
+    assert feature_center(test, RunConfig(features=scatter, strategy="fedadam")) is None  # per-coordinate server steps
+    assert feature_center(test, RunConfig(features=scatter, strategy="fedyogi", center=True)) == center
     assert feature_center(None, RunConfig(epsilon=1.0, features=scatter)) is None
-    with pytest.raises(ValueError, match="dp_center.*test set"):
-        feature_center(None, RunConfig(epsilon=1.0, dp_center=True))
+    with pytest.raises(ValueError, match="center.*test set"):
+        feature_center(None, RunConfig(epsilon=1.0, center=True))
+
+
+def test_mapped_features_cap_the_default_local_iterations_not_a_given_count():
+    from fedsyft.experiment import RunConfig
+
+    scatter = FeatureMap().to_dict()
+    assert RunConfig().setting("local_iters") == 25
+    assert RunConfig(features=scatter).setting("local_iters") == FeatureMap().max_default_local_iters == 8
+    assert RunConfig(features=scatter, strategy="fedadam").setting("local_iters") == 2  # already below the cap
+    assert RunConfig(features=scatter, local_iters=25).setting("local_iters") == 25
+    assert RunConfig(features=scatter).train_config()["local_iters"] == 8
 
 
 def test_a_run_recorded_before_centring_resumes_uncentred():
     from fedsyft.experiment import RunConfig
 
     recorded = RunConfig(rounds=2, epsilon=1.0, features=FeatureMap().to_dict()).to_dict()
-    del recorded["dp_center"]
-    assert RunConfig.from_dict(recorded).dp_center is False
-    assert RunConfig.from_dict({**recorded, "dp_center": True}).dp_center is True
+    del recorded["center"]
+    assert RunConfig.from_dict(recorded).center is False
+    assert RunConfig.from_dict({**recorded, "center": True}).center is True

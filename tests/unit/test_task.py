@@ -203,3 +203,19 @@ def test_any_number_of_features_and_classes_with_the_schemas_scaling():
     assert "n_classes=3" in local_train((X, y + 1), None, config)["error"]  # a label beyond the schema's classes
     assert "scale must give" in local_train((X, y), None, {**config, "scale": {"low": [0.0], "high": [1.0]}})["error"]
     assert evaluate(out, (X - 20) / 60, y, scaled=True)["test_accuracy"] > 0.7
+
+
+def test_a_centre_keeps_the_model_form_and_scaffolds_control_variate(shard, trained):
+    """With a public centre the fit runs on x - c; the answer is still logits = W x + b, in the same coordinates."""
+    X, y = shard
+    c = list(np.rint(X.mean(axis=0)) / 255)
+    out = local_train((X, y), None, {**CONFIG, "local_iters": 10, "center": c})
+    own = evaluate(_params(out), X, y)["test_accuracy"]  # all rows: 90 % train, 10 % local test
+    assert own == pytest.approx(0.9 * out["train_accuracy"] + 0.1 * out["test_accuracy"], abs=0.01)
+    # SCAFFOLD's control variate is the gradient at the global model in its own coordinates: the same either way.
+    zero = {"coef": np.zeros_like(trained["coef"]), "intercept": np.zeros_like(trained["intercept"])}
+    plain = local_train((X, y), trained, {**CONFIG, "local_iters": 2, "correction": zero})["control_variate"]
+    centred = local_train((X, y), trained, {**CONFIG, "local_iters": 2, "correction": zero, "center": c})
+    assert np.allclose(plain["coef"], centred["control_variate"]["coef"], atol=1e-6)
+    assert np.allclose(plain["intercept"], centred["control_variate"]["intercept"], atol=1e-6)
+    assert "center must be" in local_train((X, y), None, {**CONFIG, "center": [1.5] * X.shape[1]})["error"]

@@ -38,7 +38,7 @@ USER_ERRORS = (ConnectionFileError, DataError, LaunchError, SiteError, Federatio
 FLAGS = {
     "num_shards": "--sites", **partition_flags(), "label": "--label", "data": "--data",
     "files": "--data", "names": "--name", "test_file": "--test", "epsilon": "--epsilon", "resume": "--resume",
-    "out": "--out", "schema_file": "--schema", "features": "--features", "dp_center": "--dp-center",
+    "out": "--out", "schema_file": "--schema", "features": "--features", "center": "--center",
 }
 
 INTERRUPTED_RUN = "interrupted; the rounds finished so far are in the run directory"

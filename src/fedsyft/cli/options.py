@@ -62,7 +62,7 @@ SAMPLE_RATE = typer.Option(None, "--sample-rate", min=1e-6, max=1.0, help="DP-SG
 DP_STEPS = typer.Option(None, "--dp-steps", min=1, max=10000, help="DP-SGD: noisy gradient steps per site per round. Default: two passes over the rows, 2 / sample rate, within 5-50.", rich_help_panel="Differential privacy")
 CLIP = typer.Option(1.0, "--clip", min=1e-6, help="DP-SGD: per-example gradient norm bound.", rich_help_panel="Differential privacy")
 DP_LR = typer.Option(None, "--dp-lr", min=1e-6, help="DP-SGD: step size (default: 10 / noise multiplier, within 0.5-8, tuned on MNIST; 4 times that on scattering features).", rich_help_panel="Differential privacy")
-DP_CENTER = typer.Option(None, "--dp-center/--no-dp-center", help="DP-SGD: centre the features the sites' steps see on the mean of your own test set (public to you; no owner's row is read, the guarantee is unchanged). Default: on with --features scatter.", rich_help_panel="Differential privacy", show_default=False)
+CENTER = typer.Option(None, "--center/--no-center", help="Centre the features the sites train on at the mean of your own test set (public to you; no owner's row is read; under DP the guarantee is unchanged). Default: on with --features scatter, except under fedadam and fedyogi.", rich_help_panel="Features", show_default=False)
 STRATEGY = typer.Option(StrategyName.fedavg, "--strategy", help="The researcher's algorithm: fedavg, fedprox (--mu), scaffold, or a server optimizer fedavgm (--server-momentum), fedadam, fedyogi (--beta1, --beta2, --tau); --server-lr for all but fedavg/fedprox.", rich_help_panel="Strategy")
 MU = typer_option("mu")
 SERVER_LR = typer_option("server_lr")
@@ -77,13 +77,13 @@ PORT_BASE = typer.Option(DEFAULT_PORT_BASE, "--port-base", min=1, max=65535, hel
 
 
 def run_config(rounds: int, seed: int, local_iters, l2: float, weighted, epsilon=None, delta=None,
-                sample_rate=None, dp_steps=None, clip=1.0, dp_lr=None, strategy=None, features=None, dp_center=None):
+                sample_rate=None, dp_steps=None, clip=1.0, dp_lr=None, strategy=None, features=None, center=None):
     from ..experiment import RunConfig
     from ..privacy.plan import DEFAULT_DELTA
 
     return RunConfig(rounds=rounds, seed=seed, local_iters=local_iters, l2=l2, weighted=weighted,
                      epsilon=epsilon, delta=delta if delta is not None else DEFAULT_DELTA, sample_rate=sample_rate,
-                     dp_steps=dp_steps, clip=clip, dp_lr=dp_lr, dp_center=dp_center, **(strategy or {}),
+                     dp_steps=dp_steps, clip=clip, dp_lr=dp_lr, center=center, **(strategy or {}),
                      features=None if features is None or features == FeatureName.none
                      else feature_map(features).to_dict())
 

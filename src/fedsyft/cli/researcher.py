@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from .app import INTERRUPTED_RUN, user_errors
-from .options import (BETA1, BETA2, CLIENTS_PER_ROUND, CLIP, DEFAULT_SITES_FILE, DP_CENTER, DP_LR, DP_STEPS, EMA, EPSILON, JSON,
+from .options import (BETA1, BETA2, CLIENTS_PER_ROUND, CLIP, DEFAULT_SITES_FILE, CENTER, DP_LR, DP_STEPS, EMA, EPSILON, JSON,
                       L2, LOCAL_ITERS, MIN_SITES, MU, OUT, QUIET, RESUME, ROUNDS, SAMPLE_RATE, SEED, SERVER_LR,
                       SERVER_MOMENTUM, SITE_TIMEOUT, STRATEGY, TAU, WEIGHTED, VERBOSE, StrategyName, output,
                       run_config, strategy_settings)
@@ -37,7 +37,7 @@ def run(
     dp_steps: Optional[int] = DP_STEPS,
     clip: float = CLIP,
     dp_lr: Optional[float] = DP_LR,
-    dp_center: Optional[bool] = DP_CENTER,
+    center: Optional[bool] = CENTER,
     strategy: StrategyName = STRATEGY,
     mu: Optional[float] = MU,
     server_lr: Optional[float] = SERVER_LR,
@@ -61,7 +61,7 @@ def run(
         config = run_config(rounds, seed, local_iters, l2, weighted, epsilon, delta or sites_delta(credentials),
                             sample_rate, dp_steps, clip, dp_lr, strategy_settings(
                                 strategy, mu, server_lr, server_momentum, beta1, beta2, tau, clients_per_round, ema),
-                            dp_center=dp_center)
+                            center=center)
         out = resume or out or default_run_dir()
         result = run_on_datasites(credentials, config, out=out, test_file=test_file, label=label, data_dir=data_dir,
                                   resume=resume, approval_timeout=approval_timeout, min_sites=min_sites,

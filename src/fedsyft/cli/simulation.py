@@ -10,7 +10,7 @@ import typer
 
 from ..privacy.plan import DEFAULT_DELTA
 from .app import INTERRUPTED_RUN, user_errors
-from .options import (ALPHA, BETA1, BETA2, CLASSES_PER_CLIENT, CLIENTS_PER_ROUND, CLIP, DATA_DIR, DP_CENTER, DP_LR, DP_STEPS,
+from .options import (ALPHA, BETA1, BETA2, CLASSES_PER_CLIENT, CLIENTS_PER_ROUND, CLIP, DATA_DIR, CENTER, DP_LR, DP_STEPS,
                       EMA, FEATURES, JSON, L2, LOCAL_ITERS, MIN_SITES, MIN_SIZE, MU, OUT, PARTITION, PORT_BASE, QUIET,
                       RESUME, ROUNDS, SAMPLE_RATE, SEED, SERVER_LR, SERVER_MOMENTUM, SHARD_SIZE, SHARDS_PER_CLIENT,
                       SITE_TIMEOUT, STRATEGY, TAU, VERBOSE, WEIGHTED, FeatureName, Partition, StrategyName,
@@ -43,7 +43,7 @@ def simulate(
     dp_steps: Optional[int] = DP_STEPS,
     clip: float = CLIP,
     dp_lr: Optional[float] = DP_LR,
-    dp_center: Optional[bool] = DP_CENTER,
+    center: Optional[bool] = CENTER,
     strategy: StrategyName = STRATEGY,
     mu: Optional[float] = MU,
     server_lr: Optional[float] = SERVER_LR,
@@ -66,7 +66,7 @@ def simulate(
     with output(quiet, json_summary) as out_, user_errors(INTERRUPTED_RUN):
         config = run_config(rounds, seed, local_iters, l2, weighted, epsilon, delta, sample_rate, dp_steps, clip,
                             dp_lr, strategy_settings(strategy, mu, server_lr, server_momentum, beta1, beta2, tau,
-                                                     clients_per_round, ema), features, dp_center)
+                                                     clients_per_round, ema), features, center)
         out = resume or out or default_run_dir()
         result = simulate_run(config, sites, partition=partition.value,
                               partition_settings=partition_settings(partition, alpha=alpha, min_size=min_size,
@@ -98,7 +98,7 @@ def demo(
     dp_steps: Optional[int] = DP_STEPS,
     clip: float = CLIP,
     dp_lr: Optional[float] = DP_LR,
-    dp_center: Optional[bool] = DP_CENTER,
+    center: Optional[bool] = CENTER,
     strategy: StrategyName = STRATEGY,
     mu: Optional[float] = MU,
     server_lr: Optional[float] = SERVER_LR,
@@ -120,7 +120,7 @@ def demo(
                                                             "rounds kept"):
         config = run_config(rounds, seed, local_iters, l2, None, epsilon, None, sample_rate, dp_steps, clip,
                             dp_lr, strategy_settings(strategy, mu, server_lr, server_momentum, beta1, beta2, tau,
-                                                     clients_per_round, ema), features, dp_center)
+                                                     clients_per_round, ema), features, center)
         out = out or default_run_dir()
         def summary(result) -> None:
             out_.close()

@@ -271,7 +271,9 @@ OPTIONS: tuple[Option, ...] = (
         "fedadam": 2,      # with server_lr 0.03: 0.9104 (1: 0.9047, 3: 0.9100)
         "fedyogi": 2,      # with server_lr 0.03: 0.9095
         OTHERS: 25,
-    }, "L-BFGS iterations per site per round (non-private training)", low=1, high=1000, kind=TRAINING),
+    }, "L-BFGS iterations per site per round (non-private training); on a feature map's centred features the "
+       "default is at most the map's cap (scatter: 8, fedsyft.features.FeatureMap.max_default_local_iters)",
+       low=1, high=1000, kind=TRAINING),
 )
 
 _BY_NAME = {o.name: o for o in OPTIONS}
