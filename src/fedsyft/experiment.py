@@ -125,13 +125,17 @@ class RunConfig(StrategySettings):
         feature map (:attr:`~fedsyft.features.FeatureMap.max_default_local_iters`).
         """
         o = option(name)
-        strategy = str(getattr(self.strategy, "value", self.strategy))
-        if not o.applies_to(strategy):
+        if not o.applies_to(self.strategy_name):
             return None
-        value = o.resolve(getattr(self, name), strategy, sampled=self.clients_per_round is not None,
+        value = o.resolve(getattr(self, name), self.strategy_name, sampled=self.clients_per_round is not None,
                           per_round=self.sites_per_round)
         cap = self.feature_map.max_default_local_iters if name == "local_iters" and self.feature_map else None
         return min(value, cap) if cap is not None and getattr(self, name) is None else value
+
+    @property
+    def strategy_name(self) -> str:
+        """The strategy's name (``strategy`` may be given as an enum member)."""
+        return str(getattr(self.strategy, "value", self.strategy))
 
     @property
     def sites_per_round(self) -> int | None:
@@ -267,8 +271,7 @@ def feature_center(test: Images | None, config: RunConfig) -> list[float] | None
     # By default only on a feature map, and not under FedAdam/FedYogi: their per-coordinate server steps act on the
     # model's uncentred coordinates, where a site's centred fit moves the intercept by W c (Dirichlet 0.1 x 10 sites
     # on scattering: FedAdam 0.9650 uncentred, 0.5339 centred).
-    strategy = str(getattr(config.strategy, "value", config.strategy))
-    if config.center is None and (config.feature_map is None or strategy in ADAPTIVE):
+    if config.center is None and (config.feature_map is None or config.strategy_name in ADAPTIVE):
         return None
     mean = scaled_features(test, config.schema).mean(axis=0, dtype=np.float64)
     return (np.rint(np.clip(mean, 0, 1) * 255) / 255).tolist()
