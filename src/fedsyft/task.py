@@ -123,9 +123,14 @@ def local_train(data, global_params, config):
 
         # The rows are scaled block by block as every pass reads them: a block stays in the CPU's
         # cache for both matrix products, and no float copy of the whole asset is made.
-        def blocks(raw, labels, columns=None):  # (scaled rows [, columns], their labels)
+        # Without a schema's scaling the fit's rows are x / 255 - c, an affine map of the uint8 rows: the
+        # passes of the fit fold it into the weights (W / 255, b - W c) and only convert the rows to float.
+        affine = "scale" not in config
+
+        def blocks(raw, labels, columns=None, as_read=False):  # (scaled rows [, columns], their labels)
             for start in range(0, len(labels), 256):
-                rows = scaled(raw[start:start + 256]) - center32 if centred else scaled(raw[start:start + 256])
+                rows = raw[start:start + 256].astype(np.float32) if as_read else scaled(raw[start:start + 256])
+                rows = rows - center32 if centred and not as_read else rows
                 yield (rows if columns is None else rows[:, columns]), labels[start:start + 256]
 
         # 4. Fit from the global model. Features that are 0 on every training row say nothing about
@@ -145,8 +150,10 @@ def local_train(data, global_params, config):
 
         def log_loss_and_gradient(coef, intercept, columns):  # mean log-loss + l2/2 |coef|^2 (not the intercept)
             loss, grad_coef, grad_intercept = 0.0, np.zeros(coef.shape), np.zeros(k)
-            weights, bias = coef.T.astype(np.float32), intercept.astype(np.float32)
-            for rows, labels in blocks(Xtr, ytr, columns):
+            c = center if columns is None else center[columns]
+            weights, bias = ((coef.T / 255, intercept - coef @ c) if affine else (coef.T, intercept))
+            weights, bias = weights.astype(np.float32), bias.astype(np.float32)
+            for rows, labels in blocks(Xtr, ytr, columns, as_read=affine):
                 logits = rows @ weights + bias
                 logits -= logits.max(axis=1, keepdims=True)
                 p = np.exp(logits)
@@ -156,6 +163,8 @@ def local_train(data, global_params, config):
                 p[np.arange(len(labels)), labels] -= 1  # softmax - onehot
                 grad_coef += p.T @ rows
                 grad_intercept += p.sum(axis=0)
+            if affine:  # the gradient on the rows as read, back to the fit's rows x / 255 - c
+                grad_coef = grad_coef / 255 - np.outer(grad_intercept, c)
             return (loss / n_train + l2 / 2 * (coef ** 2).sum(), grad_coef / n_train + l2 * coef,
                     grad_intercept / n_train)
 
