@@ -41,6 +41,7 @@ from threadpoolctl import threadpool_limits
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tests" / "integration"))  # test_cli's clinic tables
 
 from replaced_method import run as run_replaced  # noqa: E402
 
