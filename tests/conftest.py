@@ -7,6 +7,7 @@ tests share the datasites below instead of starting their own.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import tempfile
@@ -33,12 +34,26 @@ def pytest_unconfigure(config):
 SMALL_SHARD = 3000  # rows per site in integration tests: fast, still learns MNIST to ~0.88
 
 
+def _candidate_base(host: str) -> int:
+    """A port to try: one the system picks, or, under pytest-xdist, one in this worker's own band.
+
+    Parallel workers pick ports independently and a datasite binds its port seconds after the
+    pick: disjoint bands (1,000 ports each for up to 12 workers, below Linux's ephemeral range from
+    32768) keep two workers' picks apart.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        low = 20000 + 1000 * (int(worker[2:]) % 12)
+        return random.randrange(low, low + 990)
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def free_port_base(n: int, host: str = "127.0.0.1") -> int:
     """A port p such that p .. p+n-1 are all free on ``host``."""
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind((host, 0))
-            base = s.getsockname()[1]
+        base = _candidate_base(host)
         if base + n > 65535:
             continue
         socks = []
