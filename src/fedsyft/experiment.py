@@ -79,9 +79,9 @@ class RunConfig(StrategySettings):
     """
 
     rounds: int = 5
-    seed: int = 0
-    l2: float = 1e-5
-    test_fraction: float = 0.1
+    seed: int = task.DEFAULT_TRAIN_CONFIG["seed"]
+    l2: float = task.DEFAULT_TRAIN_CONFIG["l2"]
+    test_fraction: float = task.DEFAULT_TRAIN_CONFIG["test_fraction"]
     epsilon: float | None = None
     delta: float = DEFAULT_DELTA
     sample_rate: float | None = None
