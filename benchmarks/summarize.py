@@ -189,8 +189,8 @@ def scatter_section(sc: dict | None) -> list[str]:
         lines.append(f"| `{e2e['command']}`, end to end | {e2e['final_global_test_accuracy']:.4f} in "
                      f"{e2e['seconds']:.0f} s | | | ≤ {e2e['target_seconds']} s | {ok(e2e['met'])} |")
     lines += ["", "Runs use the defaults unless a row says otherwise: on scattering the features are centred on the "
-              "researcher's test-set mean (not under FedAdam and FedYogi), a non-private site runs at most 8 L-BFGS "
-              "iterations a round and the DP step is 4 × 10/σ (see [researchers.md]"
+              "researcher's test-set mean (server optimizers step in those coordinates too), a non-private site runs "
+              "at most 8 L-BFGS iterations a round and the DP step is 4 × 10/σ (see [researchers.md]"
               "(researchers.md#beyond-the-linear-ceiling-a-public-feature-map)); raw pixels keep 10/σ, uncentred. "
               "Seconds per site-round: one thread per site, both sites at once on 2 cores; targets ≤ 3 s (no DP, "
               "27,000 training rows) and ≤ 2 s (DP)."]

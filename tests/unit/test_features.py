@@ -157,7 +157,7 @@ def test_a_run_on_mapped_features_is_centred_on_the_researchers_test_set():
     assert feature_center(test, RunConfig(epsilon=1.0, center=True)) is not None
     assert feature_center(test, RunConfig(epsilon=1.0, features=scatter, center=False)) is None
     assert feature_center(test, RunConfig(features=scatter)) == center  # non-private runs too
-    assert feature_center(test, RunConfig(features=scatter, strategy="fedadam")) is None  # per-coordinate server steps
+    assert feature_center(test, RunConfig(features=scatter, strategy="fedadam")) == center  # steps centred too
     assert feature_center(test, RunConfig(features=scatter, strategy="fedyogi", center=True)) == center
     assert feature_center(None, RunConfig(epsilon=1.0, features=scatter)) is None
     with pytest.raises(ValueError, match="center.*test set"):

@@ -103,6 +103,29 @@ def test_fedadam_and_fedyogi_take_the_papers_first_step():
         assert np.allclose(out["coef"], lr * m / (np.sqrt(v) + tau), rtol=1e-5)
 
 
+def test_with_a_public_centre_the_server_optimizers_step_on_the_centred_intercept():
+    """The sites fit W (x - c) + (b + W c): FedAdam's step on the intercept is taken on b + W c, and the answer
+    is back in the model's (W, b); FedAvgM's step is linear, the same in either coordinates."""
+    c = np.linspace(0, 1, 784)
+    config = {"center": c.tolist()}
+    lr, b1, b2, tau, d = 0.1, 0.9, 0.99, 1e-3, 0.2
+    site = _result(d, extra=None)
+    site.params["intercept"] = (-site.params["coef"].astype(np.float64) @ c).astype(np.float32)  # b + W c = 0
+    adam = FedAdam(server_lr=lr, beta1=b1, beta2=b2, tau=tau)
+    adam.configure_fit(1, None, ["a"], config)
+    out = adam.aggregate_fit(1, _params(0.0), {"a": site})
+    coef = lr * (1 - b1) * d / (np.sqrt(b2 * tau ** 2 + (1 - b2) * d ** 2) + tau)
+    assert np.allclose(out["coef"], coef, rtol=1e-5)
+    # centred: the intercept's pseudo-gradient is 0, it stays 0 there; back in (W, b): b = -W c
+    assert np.allclose(out["intercept"], -coef * c.sum(), rtol=1e-5)
+    uncentred = FedAdam(server_lr=lr, beta1=b1, beta2=b2, tau=tau).aggregate_fit(1, _params(0.0), {"a": site})
+    assert not np.allclose(uncentred["intercept"], out["intercept"], rtol=1e-2)  # there it moves by lr at most
+    momentum = [FedAvgM(server_lr=1.0, server_momentum=0.5) for _ in range(2)]
+    momentum[0].configure_fit(1, None, ["a"], config)
+    x = [m.aggregate_fit(1, _params(0.0), {"a": site}) for m in momentum]
+    assert all(np.allclose(x[0][k], x[1][k], rtol=1e-5, atol=1e-5) for k in x[0])
+
+
 def test_scaffold_sends_c_minus_ci_and_updates_control_variates_option_one():
     s = Scaffold(server_lr=1.0)
     x = _params(0.0)

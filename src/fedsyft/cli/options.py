@@ -62,7 +62,7 @@ SAMPLE_RATE = typer.Option(None, "--sample-rate", min=1e-6, max=1.0, help="DP-SG
 DP_STEPS = typer.Option(None, "--dp-steps", min=1, max=10000, help="DP-SGD: noisy gradient steps per site per round. Default: two passes over the rows, 2 / sample rate, within 5-50.", rich_help_panel="Differential privacy")
 CLIP = typer.Option(1.0, "--clip", min=1e-6, help="DP-SGD: per-example gradient norm bound.", rich_help_panel="Differential privacy")
 DP_LR = typer.Option(None, "--dp-lr", min=1e-6, help="DP-SGD: step size (default: 10 / noise multiplier, within 0.5-8, tuned on MNIST; 4 times that on scattering features).", rich_help_panel="Differential privacy")
-CENTER = typer.Option(None, "--center/--no-center", help="Centre the features the sites train on at the mean of your own test set (public to you; no owner's row is read; under DP the guarantee is unchanged). Default: on with --features scatter, except under fedadam and fedyogi.", rich_help_panel="Features", show_default=False)
+CENTER = typer.Option(None, "--center/--no-center", help="Centre the features the sites train on at the mean of your own test set (public to you; no owner's row is read; under DP the guarantee is unchanged). Default: on with --features scatter.", rich_help_panel="Features", show_default=False)
 STRATEGY = typer.Option(StrategyName.fedavg, "--strategy", help="The researcher's algorithm: fedavg, fedprox (--mu), scaffold, or a server optimizer fedavgm (--server-momentum), fedadam, fedyogi (--beta1, --beta2, --tau); --server-lr for all but fedavg/fedprox.", rich_help_panel="Strategy")
 MU = typer_option("mu")
 SERVER_LR = typer_option("server_lr")

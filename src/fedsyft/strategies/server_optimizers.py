@@ -12,14 +12,14 @@ iterations, the server step, and smoothing when sites are sampled) are declared 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..aggregate import Params, fedavg
 from ..sites.base import SiteResult
-from .base import Strategy, zeros_like_model
+from .base import FitInstruction, Strategy, zeros_like_model
 
 
 class _ServerOptimizer(Strategy):
@@ -29,13 +29,30 @@ class _ServerOptimizer(Strategy):
         super().__init__(**kwargs)
         self.server_lr = self._option("server_lr", server_lr)
         self._state: dict[str, dict[str, np.ndarray]] = {}
+        self._center: np.ndarray | None = None
+
+    def configure_fit(self, round_no: int, params: Params | None, sites: Sequence[str],
+                      config: dict[str, Any]) -> dict[str, FitInstruction]:
+        # A run that sends its sites a public centre c has them fit W (x - c) + (b + W c): the step is taken in
+        # those coordinates too, where a site's fit moves the intercept b + W c little. In the model's own
+        # (W, b) the intercept must follow every change of W c, which a per-coordinate step cannot.
+        center = config.get("center")
+        self._center = None if center is None else np.asarray(center, np.float64)
+        return super().configure_fit(round_no, params, sites, config)
 
     def aggregate_fit(self, round_no: int, params: Params | None, results: Mapping[str, SiteResult]) -> Params:
-        average = fedavg([(r.params, r.n_train) for r in results.values()], weighted=self.weighted)
-        current = params if params is not None else zeros_like_model(average)
-        delta = {k: np.asarray(average[k], np.float64) - np.asarray(current[k], np.float64) for k in current}
+        average = self._centred(fedavg([(r.params, r.n_train) for r in results.values()], weighted=self.weighted))
+        current = self._centred(params if params is not None else zeros_like_model(average))
+        delta = {k: average[k] - current[k] for k in current}
         step = self.step(delta)
-        return {k: (np.asarray(current[k], np.float64) + step[k]).astype(np.float32) for k in current}
+        return self._centred({k: current[k] + step[k] for k in current}, back=True)
+
+    def _centred(self, params: Params, back: bool = False) -> dict[str, np.ndarray]:
+        """``params`` in float64 in the sites' centred coordinates (intercept b + W c), or ``back`` in float32."""
+        out = {k: np.asarray(v, np.float64) for k, v in params.items()}
+        if self._center is not None:
+            out["intercept"] = out["intercept"] + (-1 if back else 1) * (out["coef"] @ self._center)
+        return {k: v.astype(np.float32) for k, v in out.items()} if back else out
 
     @abstractmethod
     def step(self, delta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
