@@ -122,14 +122,16 @@ class RunConfig(StrategySettings):
 
         A default may depend on the strategy, on whether ``clients_per_round`` samples the sites,
         on how many sites train a round (:attr:`sites_per_round`), and for ``local_iters`` on the
-        feature map (:attr:`~fedsyft.features.FeatureMap.max_default_local_iters`).
+        feature map when its features are centred (:attr:`~fedsyft.features.FeatureMap.max_default_local_iters`).
         """
         o = option(name)
         if not o.applies_to(self.strategy_name):
             return None
         value = o.resolve(getattr(self, name), self.strategy_name, sampled=self.clients_per_round is not None,
                           per_round=self.sites_per_round)
-        cap = self.feature_map.max_default_local_iters if name == "local_iters" and self.feature_map else None
+        # The map's cap holds on its centred features (the default with a map; uncentred, L-BFGS needs more).
+        capped = name == "local_iters" and self.feature_map and self.center is not False
+        cap = self.feature_map.max_default_local_iters if capped else None
         return min(value, cap) if cap is not None and getattr(self, name) is None else value
 
     @property

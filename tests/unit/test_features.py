@@ -172,6 +172,7 @@ def test_mapped_features_cap_the_default_local_iterations_not_a_given_count():
     assert RunConfig(features=scatter).setting("local_iters") == FeatureMap().max_default_local_iters == 8
     assert RunConfig(features=scatter, strategy="fedadam").setting("local_iters") == 2  # already below the cap
     assert RunConfig(features=scatter, local_iters=25).setting("local_iters") == 25
+    assert RunConfig(features=scatter, center=False).setting("local_iters") == 25  # uncentred: no cap
     assert RunConfig(features=scatter).train_config()["local_iters"] == 8
 
 
