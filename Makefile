@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/fedsyft demo
 
 test: install
-	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15
+	$(BIN)/python -m pytest -q -n logical --dist loadfile --durations=15
 
 bench: install
 	$(BIN)/python benchmarks/run_benchmarks.py
