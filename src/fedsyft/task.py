@@ -129,8 +129,8 @@ def local_train(data, global_params, config):
 
         def blocks(raw, labels, columns=None, as_read=False):  # (scaled rows [, columns], their labels)
             for start in range(0, len(labels), 256):
-                rows = raw[start:start + 256].astype(np.float32) if as_read else scaled(raw[start:start + 256])
-                rows = rows - center32 if centred and not as_read else rows
+                rows = raw[start:start + 256]
+                rows = rows.astype(np.float32) if as_read else scaled(rows) - center32  # c = 0 when not centred
                 yield (rows if columns is None else rows[:, columns]), labels[start:start + 256]
 
         # 4. Fit from the global model. Features that are 0 on every training row say nothing about
